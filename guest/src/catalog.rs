@@ -1,0 +1,185 @@
+//! The Blocklet Server 1.17.12 databases: where each lives, its PostgreSQL schema and its
+//! schema migrations. This is data, embedded from `guest/schema/blocklet-1.17.12/` (read off a
+//! real server), not code: supporting a newer server means adding its files here.
+
+use crate::ddl::{PgSchema, PgTable};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// The Blocklet Server version whose schema this component reproduces.
+pub const SERVER_VERSION: &str = "1.17.12";
+
+/// The four kinds of database a Blocklet Server keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Server,
+    Service,
+    Blocklet,
+    CertificateManager,
+}
+
+/// Static facts of one kind.
+pub struct KindFacts {
+    pub kind: Kind,
+    /// The umzug group name, as in `sequelize-meta/<group>.txt`.
+    pub group: &'static str,
+    /// How the original command names it in `✔ <label> schema successfully migrated`.
+    pub label: &'static str,
+    /// Where the file lives, relative to the data dir (`*` = one path segment).
+    pub sqlite_pattern: &'static str,
+    pg_dump: &'static str,
+    migrations: &'static str,
+}
+
+macro_rules! schema_file {
+    ($name:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/blocklet-1.17.12/", $name))
+    };
+}
+
+pub static KINDS: [KindFacts; 4] = [
+    KindFacts {
+        kind: Kind::Server,
+        group: "server",
+        label: "Server",
+        sqlite_pattern: "core/server.db",
+        pg_dump: schema_file!("pg-server_db.sql"),
+        migrations: schema_file!("sequelize-meta/server.txt"),
+    },
+    KindFacts {
+        kind: Kind::Service,
+        group: "service",
+        label: "Service",
+        sqlite_pattern: "services/service.db",
+        pg_dump: schema_file!("pg-service_db.sql"),
+        migrations: schema_file!("sequelize-meta/service.txt"),
+    },
+    KindFacts {
+        kind: Kind::Blocklet,
+        group: "blocklet",
+        label: "Blocklet",
+        sqlite_pattern: "data/*/blocklet.db",
+        pg_dump: schema_file!("pg-blocklet_db_APPDID.sql"),
+        migrations: schema_file!("sequelize-meta/blocklet.txt"),
+    },
+    KindFacts {
+        kind: Kind::CertificateManager,
+        group: "certificate-manager",
+        label: "certificate-manager",
+        sqlite_pattern: "modules/certificate-manager/module.db",
+        pg_dump: schema_file!("pg-module_db.sql"),
+        migrations: schema_file!("sequelize-meta/certificate-manager.txt"),
+    },
+];
+
+/// The table umzug records applied migrations in; regenerated, never copied.
+pub const META_TABLE: &str = "SequelizeMeta";
+
+/// Parsed schema facts of one kind, built once.
+pub struct Catalog {
+    pub facts: &'static KindFacts,
+    pub schema: PgSchema,
+    pub migrations: Vec<&'static str>,
+    /// Data tables (all but `SequelizeMeta`) in an order that loads parents before children.
+    pub load_order: Vec<String>,
+}
+
+impl Kind {
+    pub fn facts(self) -> &'static KindFacts {
+        KINDS.iter().find(|k| k.kind == self).expect("every kind has facts")
+    }
+
+    /// The parsed catalog of this kind.
+    pub fn catalog(self) -> &'static Catalog {
+        static CATALOGS: OnceLock<BTreeMap<Kind, Catalog>> = OnceLock::new();
+        let all = CATALOGS.get_or_init(|| {
+            KINDS
+                .iter()
+                .map(|f| (f.kind, Catalog::build(f).unwrap_or_else(|e| panic!("embedded {} schema: {e}", f.group))))
+                .collect()
+        });
+        &all[&self]
+    }
+}
+
+impl Catalog {
+    fn build(facts: &'static KindFacts) -> Result<Catalog, String> {
+        let schema = PgSchema::parse(facts.pg_dump)?;
+        let migrations = facts.migrations.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let load_order = load_order(&schema)?;
+        Ok(Catalog { facts, schema, migrations, load_order })
+    }
+
+    pub fn table(&self, name: &str) -> Option<&PgTable> {
+        self.schema.table(name)
+    }
+}
+
+/// Tables sorted so that every table comes after the tables its foreign keys reference
+/// (self-references aside); ties keep the dump's (alphabetical) order.
+pub fn load_order(schema: &PgSchema) -> Result<Vec<String>, String> {
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).filter(|n| *n != META_TABLE).collect();
+    let mut parents: BTreeMap<&str, BTreeSet<&str>> = names.iter().map(|n| (*n, BTreeSet::new())).collect();
+    for fk in &schema.foreign_keys {
+        if fk.table != fk.ref_table
+            && let Some(p) = parents.get_mut(fk.table.as_str())
+        {
+            p.insert(fk.ref_table.as_str());
+        }
+    }
+    let mut done: Vec<String> = Vec::new();
+    while done.len() < names.len() {
+        let next = names
+            .iter()
+            .find(|n| !done.iter().any(|d| d == *n) && parents[*n].iter().all(|p| done.iter().any(|d| d == p)))
+            .ok_or("foreign keys form a cycle")?;
+        done.push(next.to_string());
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(order: &[String], t: &str) -> usize {
+        order.iter().position(|x| x == t).unwrap_or_else(|| panic!("{t} missing"))
+    }
+
+    #[test]
+    fn every_embedded_schema_parses_with_the_expected_tables() {
+        let counts = [(Kind::Server, 28, 74), (Kind::Service, 1, 4), (Kind::Blocklet, 28, 79), (Kind::CertificateManager, 4, 5)];
+        for (kind, tables, migrations) in counts {
+            let c = kind.catalog();
+            assert_eq!(c.load_order.len(), tables, "{kind:?}");
+            assert_eq!(c.migrations.len(), migrations, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn parents_load_before_children() {
+        // The original copied permissions before orgs and failed on org-scoped roles.
+        for kind in [Kind::Server, Kind::Blocklet] {
+            let o = &kind.catalog().load_order;
+            assert!(pos(o, "orgs") < pos(o, "permissions"));
+            assert!(pos(o, "users") < pos(o, "orgs"));
+            assert!(pos(o, "passports") < pos(o, "passport_logs"));
+            assert!(pos(o, "orgs") < pos(o, "user_orgs"));
+        }
+        let o = &Kind::Blocklet.catalog().load_order;
+        assert!(pos(o, "users") < pos(o, "user_followers"));
+    }
+
+    #[test]
+    fn facts_match_the_reference() {
+        let server = Kind::Server.catalog();
+        let seqs: Vec<&str> = server.schema.sequences.iter().map(|s| s.table.as_str()).collect();
+        assert_eq!(seqs, vec!["blacklists", "passport_logs", "runtime_insights", "tags"]);
+        assert_eq!(server.schema.enums["enum_notifications_feedType"], vec!["graphic", "data_tracker", ""]);
+        assert_eq!(Kind::Blocklet.catalog().schema.enums["enum_notifications_feedType"], vec!["graphic", "data-tracker", ""]);
+        let tagging = server.table("tagging").unwrap();
+        assert!(tagging.primary_key().is_none());
+        assert_eq!(tagging.identity_columns(), vec!["tagId", "taggableId"]);
+        assert_eq!(server.table("org_resources").unwrap().primary_key().unwrap().columns, vec!["id", "orgId", "resourceId"]);
+    }
+}

@@ -1,0 +1,368 @@
+//! Converting SQLite values into the values a 1.17.12 PostgreSQL schema holds.
+//!
+//! SQLite stores whatever it is given; PostgreSQL checks types. Every rule here either keeps
+//! the value's meaning exactly (0/1 → boolean, a timestamp's text → the same instant, JSON
+//! text → the same document) or refuses it with a reason. Nothing is truncated, replaced by
+//! "now", nulled or stripped: the original `blocklet server migrate` did all of those silently.
+
+use crate::batch::{Batch, Column, Tag, Value};
+use crate::canonical::{self, json_hash, value_hash};
+use crate::ddl::{PgColumn, PgType};
+use crate::timestamp;
+use std::collections::BTreeMap;
+
+/// Why one value of a row cannot be migrated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueRejection {
+    pub row: usize,
+    pub column: usize,
+    pub reason: String,
+}
+
+/// A source batch converted for one target table.
+pub struct Converted {
+    /// Accepted rows only, ready for the target.
+    pub batch: Batch,
+    /// Canonical hash of every accepted row, in order.
+    pub row_hashes: Vec<u64>,
+    /// Every rejected value (a row may have several).
+    pub rejections: Vec<ValueRejection>,
+}
+
+/// Convert a source batch whose columns are `targets` (same order).
+pub fn to_postgres(src: &Batch, targets: &[&PgColumn], enums: &BTreeMap<String, Vec<String>>) -> Converted {
+    let rows = src.rows as usize;
+    let mut hashes = vec![canonical::row_start(); rows];
+    let mut keep = vec![true; rows];
+    let mut rejections = Vec::new();
+    let mut columns = Vec::with_capacity(targets.len());
+    for (c, (col, target)) in src.columns.iter().zip(targets).enumerate() {
+        let mut out = Column::with_capacity(rows);
+        out.bytes.reserve(col.bytes.len());
+        for (i, hash) in hashes.iter_mut().enumerate() {
+            match convert_value(col.get(i), target, enums, &mut out) {
+                Ok(h) => *hash = canonical::chain(*hash, h),
+                Err(reason) => {
+                    out.push(Value::Null);
+                    keep[i] = false;
+                    rejections.push(ValueRejection { row: i, column: c, reason });
+                }
+            }
+        }
+        columns.push(out);
+    }
+    let mut row_hashes = hashes;
+    let mut accepted = rows;
+    if !rejections.is_empty() {
+        for col in &mut columns {
+            col.retain_rows(&keep);
+        }
+        row_hashes = row_hashes.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(h, _)| h).collect();
+        accepted = row_hashes.len();
+    }
+    Converted { batch: Batch { rows: accepted as u32, columns }, row_hashes, rejections }
+}
+
+/// Convert one value into `out`, returning its canonical hash.
+pub fn convert_value(
+    v: Value<'_>,
+    target: &PgColumn,
+    enums: &BTreeMap<String, Vec<String>>,
+    out: &mut Column,
+) -> Result<u64, String> {
+    let converted = match (&target.ty, v) {
+        (_, Value::Null) => {
+            if target.not_null {
+                return Err("NULL in a NOT NULL column".into());
+            }
+            Value::Null
+        }
+        (PgType::Varchar(_) | PgType::Text, Value::Text(b)) => Value::Text(checked_text(b, &target.ty)?),
+        (PgType::Varchar(_) | PgType::Text, Value::Integer(n)) => {
+            // TEXT affinity stores numbers as their decimal text; an integer here means the
+            // same text, so write exactly that.
+            let s = n.to_string();
+            checked_text(s.as_bytes(), &target.ty)?;
+            out.push(Value::Text(s.as_bytes()));
+            return value_hash(Value::Text(s.as_bytes()));
+        }
+        (PgType::Enum(name), Value::Text(b)) => {
+            let s = utf8(b)?;
+            let labels = enums.get(name).ok_or_else(|| format!("unknown enum type {name}"))?;
+            if !labels.iter().any(|l| l == s) {
+                return Err(format!("{s:?} is not a value of {name} ({})", quoted_list(labels)));
+            }
+            Value::Text(b)
+        }
+        (PgType::SmallInt | PgType::Integer | PgType::BigInt, Value::Integer(n)) => Value::Integer(int_in_range(n, &target.ty)?),
+        (PgType::SmallInt | PgType::Integer | PgType::BigInt, Value::Real(f)) => {
+            if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.0e15 {
+                return Err(format!("{f} is not a whole number for a {} column", type_name(&target.ty)));
+            }
+            Value::Integer(int_in_range(f as i64, &target.ty)?)
+        }
+        (PgType::Double | PgType::Real, Value::Real(f)) => Value::Real(f),
+        (PgType::Double | PgType::Real, Value::Integer(n)) => {
+            if n.unsigned_abs() > 1 << 53 {
+                return Err(format!("{n} cannot be stored exactly as double precision"));
+            }
+            Value::Real(n as f64)
+        }
+        (PgType::Boolean, Value::Integer(n @ (0 | 1))) => Value::Boolean(n == 1),
+        (PgType::Boolean, Value::Text(b)) => match b {
+            b"true" | b"1" => Value::Boolean(true),
+            b"false" | b"0" => Value::Boolean(false),
+            _ => return Err(format!("{:?} is not a boolean (0/1)", String::from_utf8_lossy(b))),
+        },
+        (PgType::Boolean, Value::Integer(n)) => return Err(format!("{n} is not a boolean (0/1)")),
+        (PgType::Json | PgType::Jsonb, Value::Text(b) | Value::Blob(b) | Value::Json(b)) => {
+            let parsed = parse_json(b, target.ty == PgType::Jsonb)?;
+            out.push(Value::Json(b));
+            return Ok(json_hash(&parsed));
+        }
+        (PgType::Json | PgType::Jsonb, Value::Integer(n)) => {
+            // JSON columns have NUMERIC affinity in SQLite, so a top-level JSON number is
+            // stored as one; its decimal text is the same document.
+            let s = n.to_string();
+            out.push(Value::Json(s.as_bytes()));
+            return Ok(json_hash(&serde_json::Value::from(n)));
+        }
+        (PgType::Json | PgType::Jsonb, Value::Real(f)) => {
+            let n = serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a JSON number"))?;
+            let s = n.to_string();
+            out.push(Value::Json(s.as_bytes()));
+            return Ok(json_hash(&serde_json::Value::Number(n)));
+        }
+        (PgType::TimestampTz, Value::Text(b)) => Value::Timestamp(timestamp::parse_text(utf8(b)?)?),
+        (PgType::TimestampTz, Value::Integer(n)) => Value::Timestamp(timestamp::from_epoch(n as f64)?),
+        (PgType::TimestampTz, Value::Real(f)) => Value::Timestamp(timestamp::from_epoch(f)?),
+        (PgType::TimestampTz, Value::Timestamp(t)) => Value::Timestamp(t),
+        (PgType::Uuid, Value::Text(b)) => {
+            let s = canonical_uuid(utf8(b)?)?;
+            out.push(Value::Text(s.as_bytes()));
+            return value_hash(Value::Text(s.as_bytes()));
+        }
+        (PgType::Bytea, Value::Blob(b)) => Value::Blob(b),
+        (PgType::Other(name), _) => return Err(format!("the target type {name} is not supported")),
+        (ty, v) => return Err(format!("{} value in a column of type {}", source_kind(v), type_name(ty))),
+    };
+    out.push(converted);
+    value_hash(converted)
+}
+
+fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|e| format!("text is not valid UTF-8 (at byte {})", e.valid_up_to()))
+}
+
+fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
+    let s = utf8(b)?;
+    if b.contains(&0) {
+        return Err("text contains a NUL byte, which PostgreSQL text cannot store".into());
+    }
+    if let PgType::Varchar(Some(max)) = ty {
+        let n = s.chars().count();
+        if n > *max as usize {
+            return Err(format!("text of {n} characters is longer than varchar({max})"));
+        }
+    }
+    Ok(b)
+}
+
+fn int_in_range(n: i64, ty: &PgType) -> Result<i64, String> {
+    let (lo, hi) = match ty {
+        PgType::SmallInt => (i16::MIN as i64, i16::MAX as i64),
+        PgType::Integer => (i32::MIN as i64, i32::MAX as i64),
+        _ => (i64::MIN, i64::MAX),
+    };
+    if n < lo || n > hi {
+        return Err(format!("{n} is out of range for {}", type_name(ty)));
+    }
+    Ok(n)
+}
+
+fn parse_json(b: &[u8], jsonb: bool) -> Result<serde_json::Value, String> {
+    let s = utf8(b)?;
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("invalid JSON: {e}"))?;
+    if jsonb && contains_nul(&v) {
+        return Err("JSON contains \\u0000, which jsonb cannot store".into());
+    }
+    Ok(v)
+}
+
+fn contains_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => s.contains('\0'),
+        J::Array(a) => a.iter().any(contains_nul),
+        J::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// `A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11` → `a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`.
+pub fn canonical_uuid(s: &str) -> Result<String, String> {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    let dashes_ok = s.len() == 36 && [8, 13, 18, 23].iter().all(|&i| s.as_bytes()[i] == b'-');
+    if !dashes_ok || hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("{s:?} is not a UUID"));
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+fn quoted_list(labels: &[String]) -> String {
+    labels.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ")
+}
+
+fn source_kind(v: Value<'_>) -> &'static str {
+    match v {
+        Value::Null => "NULL",
+        Value::Integer(_) => "an integer",
+        Value::Real(_) => "a real",
+        Value::Text(_) => "a text",
+        Value::Blob(_) => "a BLOB",
+        Value::Boolean(_) => "a boolean",
+        Value::Json(_) => "a JSON",
+        Value::Timestamp(_) => "a timestamp",
+    }
+}
+
+/// The PostgreSQL spelling of a type, for messages.
+pub fn type_name(ty: &PgType) -> String {
+    match ty {
+        PgType::Varchar(Some(n)) => format!("varchar({n})"),
+        PgType::Varchar(None) => "varchar".into(),
+        PgType::Text => "text".into(),
+        PgType::SmallInt => "smallint".into(),
+        PgType::Integer => "integer".into(),
+        PgType::BigInt => "bigint".into(),
+        PgType::Double => "double precision".into(),
+        PgType::Real => "real".into(),
+        PgType::Boolean => "boolean".into(),
+        PgType::Json => "json".into(),
+        PgType::Jsonb => "jsonb".into(),
+        PgType::TimestampTz => "timestamptz".into(),
+        PgType::Uuid => "uuid".into(),
+        PgType::Bytea => "bytea".into(),
+        PgType::Enum(n) | PgType::Other(n) => n.clone(),
+    }
+}
+
+/// The tag a target column's values carry when read back from PostgreSQL.
+pub fn read_back_tag(ty: &PgType) -> Tag {
+    match ty {
+        PgType::SmallInt | PgType::Integer | PgType::BigInt => Tag::Integer,
+        PgType::Double | PgType::Real => Tag::Real,
+        PgType::Boolean => Tag::Boolean,
+        PgType::Json | PgType::Jsonb => Tag::Json,
+        PgType::TimestampTz => Tag::Timestamp,
+        PgType::Bytea => Tag::Blob,
+        _ => Tag::Text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(ty: PgType, not_null: bool) -> PgColumn {
+        PgColumn { name: "c".into(), ty, not_null, default: None }
+    }
+
+    fn enums() -> BTreeMap<String, Vec<String>> {
+        BTreeMap::from([("enum_feed".to_string(), vec!["graphic".to_string(), "".to_string()])])
+    }
+
+    fn conv(v: Value<'_>, ty: PgType) -> Result<Value<'static>, String> {
+        let mut out = Column::default();
+        convert_value(v, &col(ty, false), &enums(), &mut out)?;
+        let leaked: &'static Column = Box::leak(Box::new(out));
+        Ok(leaked.get(0))
+    }
+
+    #[test]
+    fn faithful_conversions() {
+        assert_eq!(conv(Value::Integer(1), PgType::Boolean), Ok(Value::Boolean(true)));
+        assert_eq!(conv(Value::Integer(0), PgType::Boolean), Ok(Value::Boolean(false)));
+        assert_eq!(
+            conv(Value::Text(b"2026-11-25 18:55:01.750 +00:00"), PgType::TimestampTz),
+            Ok(Value::Timestamp(1_795_632_901_750_000))
+        );
+        assert_eq!(conv(Value::Text(b"{\"a\":1}"), PgType::Jsonb), Ok(Value::Json(b"{\"a\":1}")));
+        assert_eq!(conv(Value::Blob(b"[1]"), PgType::Jsonb), Ok(Value::Json(b"[1]")));
+        assert_eq!(conv(Value::Integer(5), PgType::Jsonb), Ok(Value::Json(b"5")));
+        assert_eq!(conv(Value::Integer(42), PgType::Varchar(Some(80))), Ok(Value::Text(b"42")));
+        assert_eq!(conv(Value::Real(3.0), PgType::Integer), Ok(Value::Integer(3)));
+        assert_eq!(conv(Value::Integer(3), PgType::Double), Ok(Value::Real(3.0)));
+        assert_eq!(conv(Value::Text(b"graphic"), PgType::Enum("enum_feed".into())), Ok(Value::Text(b"graphic")));
+        assert_eq!(conv(Value::Text(b""), PgType::Enum("enum_feed".into())), Ok(Value::Text(b"")));
+        assert_eq!(
+            conv(Value::Text(b"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"), PgType::Uuid),
+            Ok(Value::Text(b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"))
+        );
+        assert_eq!(conv(Value::Text("héllo".as_bytes()), PgType::Varchar(Some(5))), Ok(Value::Text("héllo".as_bytes())));
+    }
+
+    #[test]
+    fn refusals_carry_reasons() {
+        let cases: Vec<(Value<'static>, PgType, &str)> = vec![
+            (Value::Text(b"{not json"), PgType::Jsonb, "invalid JSON"),
+            (Value::Text(b"{\"a\":\"\\u0000\"}"), PgType::Jsonb, "\\u0000"),
+            (Value::Text(b"Invalid date"), PgType::TimestampTz, "timestamp"),
+            (Value::Text(b""), PgType::TimestampTz, "empty"),
+            (Value::Text(b"gallery"), PgType::Enum("enum_feed".into()), "not a value of enum_feed"),
+            (Value::Text(b"abcdef"), PgType::Varchar(Some(5)), "longer than varchar(5)"),
+            (Value::Text(b"a\0b"), PgType::Text, "NUL"),
+            (Value::Text(b"\xff\xfe"), PgType::Text, "UTF-8"),
+            (Value::Blob(b"abc"), PgType::Text, "BLOB value in a column of type text"),
+            (Value::Integer(3_000_000_000), PgType::Integer, "out of range for integer"),
+            (Value::Integer(40_000), PgType::SmallInt, "out of range for smallint"),
+            (Value::Text(b"12abc"), PgType::Integer, "text value in a column of type integer"),
+            (Value::Integer(2), PgType::Boolean, "not a boolean"),
+            (Value::Real(1.5), PgType::Integer, "not a whole number"),
+            (Value::Real(f64::NAN), PgType::Jsonb, "not a JSON number"),
+            (Value::Integer((1 << 53) + 1), PgType::Double, "exactly"),
+            (Value::Text(b"not-a-uuid"), PgType::Uuid, "not a UUID"),
+        ];
+        for (v, ty, want) in cases {
+            let err = conv(v, ty.clone()).expect_err(&format!("{v:?} into {ty:?} must be refused"));
+            assert!(err.contains(want), "{v:?} into {ty:?}: {err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn null_respects_not_null() {
+        let mut out = Column::default();
+        assert!(convert_value(Value::Null, &col(PgType::Text, true), &enums(), &mut out).is_err());
+        assert!(convert_value(Value::Null, &col(PgType::Text, false), &enums(), &mut out).is_ok());
+    }
+
+    #[test]
+    fn batch_conversion_drops_rejected_rows_and_reports_each() {
+        let mut a = Column::default();
+        let mut b = Column::default();
+        for (x, y) in [(1, &b"{}"[..]), (2, b"{bad"), (3, b"[]")] {
+            a.push(Value::Integer(x));
+            b.push(Value::Text(y));
+        }
+        let src = Batch { rows: 3, columns: vec![a, b] };
+        let (ca, cb) = (col(PgType::Integer, true), col(PgType::Jsonb, false));
+        let out = to_postgres(&src, &[&ca, &cb], &enums());
+        assert_eq!(out.batch.rows, 2);
+        assert_eq!(out.batch.columns[0].get(1), Value::Integer(3));
+        assert_eq!(out.batch.columns[1].get(1), Value::Json(b"[]"));
+        assert_eq!(out.row_hashes.len(), 2);
+        assert_eq!(out.rejections.len(), 1);
+        assert_eq!((out.rejections[0].row, out.rejections[0].column), (1, 1));
+        assert!(out.batch.validate(2).is_ok());
+    }
+
+    #[test]
+    fn converted_hash_equals_read_back_hash() {
+        // What the target returns (jsonb normalised, uuid lower-case) hashes like what was sent.
+        let mut out = Column::default();
+        let sent = convert_value(Value::Text(b"{\"b\": 1, \"a\": 2}"), &col(PgType::Jsonb, false), &enums(), &mut out).unwrap();
+        assert_eq!(sent, value_hash(Value::Json(b"{\"a\": 2, \"b\": 1}")).unwrap());
+        let sent = convert_value(Value::Integer(1), &col(PgType::Boolean, false), &enums(), &mut out).unwrap();
+        assert_eq!(sent, value_hash(Value::Boolean(true)).unwrap());
+    }
+}
