@@ -1,0 +1,144 @@
+//! Finding a Blocklet Server data dir the way `blocklet server` does: walk up from the working
+//! directory to `.blocklet-server/config.yml` (legacy: `.abtnode/abtnode.yml`).
+
+use std::path::{Path, PathBuf};
+
+/// The config dir names and config file names Blocklet Server has used, newest first.
+const LAYOUTS: [(&str, &str); 2] = [(".blocklet-server", "config.yml"), (".abtnode", "abtnode.yml")];
+
+/// A located data dir.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    /// The data dir itself (`…/.blocklet-server`), where `core/`, `data/` … live.
+    pub root: PathBuf,
+    pub config_file: PathBuf,
+    /// `node.did` from the config, when present.
+    pub server_did: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error("Cannot find config file for Blocklet Server (looked for .blocklet-server/config.yml from {0} upwards)")]
+    NotFound(PathBuf),
+    #[error("Invalid config file {path}: {reason}")]
+    InvalidConfig { path: PathBuf, reason: String },
+    #[error("Cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+}
+
+/// Walk up from `start` to the first directory holding a data dir.
+pub fn discover(start: &Path) -> Result<DataDir, DataDirError> {
+    for dir in start.ancestors() {
+        for (name, config) in LAYOUTS {
+            let file = dir.join(name).join(config);
+            if file.is_file() {
+                return load(&dir.join(name), &file);
+            }
+        }
+        // Started inside the data dir itself.
+        for (name, config) in LAYOUTS {
+            if dir.file_name().is_some_and(|n| n == name) && dir.join(config).is_file() {
+                return load(dir, &dir.join(config));
+            }
+        }
+    }
+    Err(DataDirError::NotFound(start.to_path_buf()))
+}
+
+/// `--data-dir DIR`: the data dir itself, or the directory holding it.
+pub fn from_flag(dir: &Path) -> Result<DataDir, DataDirError> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    for (name, config) in LAYOUTS {
+        if dir.join(config).is_file() {
+            return load(&dir, &dir.join(config));
+        }
+        if dir.join(name).join(config).is_file() {
+            return load(&dir.join(name), &dir.join(name).join(config));
+        }
+    }
+    Err(DataDirError::NotFound(dir))
+}
+
+fn load(root: &Path, config_file: &Path) -> Result<DataDir, DataDirError> {
+    let text = std::fs::read_to_string(config_file)
+        .map_err(|e| DataDirError::Unreadable { path: config_file.to_path_buf(), reason: e.to_string() })?;
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| DataDirError::InvalidConfig { path: config_file.to_path_buf(), reason: e.to_string() })?;
+    if !config.is_mapping() {
+        return Err(DataDirError::InvalidConfig { path: config_file.to_path_buf(), reason: "not a YAML mapping".into() });
+    }
+    let server_did = config.get("node").and_then(|n| n.get("did")).and_then(|d| d.as_str()).map(str::to_string);
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let std::io::Result::Ok(entries) = std::fs::read_dir(&root) else {
+        return Err(DataDirError::Unreadable { path: root, reason: "cannot list the data dir".into() });
+    };
+    drop(entries);
+    Ok(DataDir { config_file: std::path::absolute(config_file).unwrap_or_else(|_| config_file.to_path_buf()), root, server_did })
+}
+
+/// Existing files under `root` matching a relative glob (`*` = exactly one path segment),
+/// returned relative to `root`, sorted. Only plain relative patterns are accepted.
+pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        return Vec::new();
+    }
+    let mut found = vec![String::new()];
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let mut next = Vec::new();
+        for prefix in &found {
+            let base = root.join(prefix);
+            let candidates: Vec<String> = if *seg == "*" {
+                let mut names: Vec<String> = std::fs::read_dir(&base)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect();
+                names.sort();
+                names
+            } else {
+                vec![seg.to_string()]
+            };
+            for name in candidates {
+                let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                let path = root.join(&rel);
+                let ok = if last { path.is_file() } else { path.is_dir() };
+                if ok {
+                    next.push(rel);
+                }
+            }
+        }
+        found = next;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_up_and_expands_patterns() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("srv/.blocklet-server");
+        std::fs::create_dir_all(root.join("data/zA")).unwrap();
+        std::fs::create_dir_all(root.join("data/zB")).unwrap();
+        std::fs::create_dir_all(root.join("core")).unwrap();
+        std::fs::write(root.join("config.yml"), "node:\n  did: zXYZ\n").unwrap();
+        std::fs::write(root.join("core/server.db"), "").unwrap();
+        std::fs::write(root.join("data/zB/blocklet.db"), "").unwrap();
+        let found = discover(&root.join("data/zA")).unwrap();
+        assert_eq!(found.root, root);
+        assert_eq!(found.server_did.as_deref(), Some("zXYZ"));
+        assert_eq!(from_flag(&tmp.path().join("srv")).unwrap().root, root);
+        assert_eq!(expand(&root, "data/*/blocklet.db"), vec!["data/zB/blocklet.db"]);
+        assert_eq!(expand(&root, "core/server.db"), vec!["core/server.db"]);
+        assert!(expand(&root, "../etc/passwd").is_empty());
+        assert!(matches!(discover(tmp.path()), Err(DataDirError::NotFound(_))));
+        std::fs::write(root.join("config.yml"), "node: [unclosed").unwrap();
+        assert!(matches!(from_flag(&root), Err(DataDirError::InvalidConfig { .. })));
+    }
+}

@@ -1,0 +1,177 @@
+//! The PostgreSQL server named by `ABT_NODE_POSTGRES_URL`: parsing the URL (keeping its query
+//! parameters such as `sslmode`), never printing its password, and the admin work done outside
+//! the migration transactions (version check, creating target databases).
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The oldest PostgreSQL the target schema is known to work on.
+pub const MIN_SERVER_VERSION: i32 = 120000;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A PostgreSQL server to migrate to.
+#[derive(Clone, Debug)]
+pub struct PgServer {
+    options: PgConnectOptions,
+    /// The URL with any password replaced by `***`.
+    pub display: String,
+    /// `host:port`, for messages.
+    pub address: String,
+    pub user: String,
+}
+
+/// `ABT_NODE_POSTGRES_URL` with any password replaced by `***`; unparsable input is withheld.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".into(),
+    }
+}
+
+impl PgServer {
+    pub fn parse(url: &str) -> Result<PgServer, String> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| format!("ABT_NODE_POSTGRES_URL is not a valid URL ({e}); expected postgres://user:password@host:5432/postgres"))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "ABT_NODE_POSTGRES_URL must start with postgres:// or postgresql://, not {}://",
+                parsed.scheme()
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err("ABT_NODE_POSTGRES_URL has no host; expected postgres://user:password@host:5432/postgres".into());
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| format!("ABT_NODE_POSTGRES_URL cannot be used: {}", scrub(&e.to_string(), url)))?
+            .disable_statement_logging();
+        Ok(PgServer {
+            display: redact(url),
+            address: format!("{}:{}", options.get_host(), options.get_port()),
+            user: options.get_username().to_string(),
+            options,
+        })
+    }
+
+    /// Options for connecting to one database of this server.
+    pub fn options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
+    /// Connect to the URL's own database, explaining the usual failures.
+    pub async fn connect_admin(&self) -> Result<PgConnection, String> {
+        let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
+            .await
+            .map_err(|_| format!("cannot reach PostgreSQL at {}: no answer within {}s", self.address, CONNECT_TIMEOUT.as_secs()))?
+            .map_err(|e| self.explain(e))?;
+        Ok(conn)
+    }
+
+    fn explain(&self, e: sqlx::Error) -> String {
+        match &e {
+            sqlx::Error::Io(io) => format!("cannot reach PostgreSQL at {}: {io}", self.address),
+            sqlx::Error::Tls(tls) => format!("TLS with PostgreSQL at {} failed: {tls}", self.address),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("28P01" | "28000") => {
+                    format!("PostgreSQL at {} refused the login of user {}: {}", self.address, self.user, db.message())
+                }
+                Some("3D000") => format!("PostgreSQL at {}: {} (the database in ABT_NODE_POSTGRES_URL must exist)", self.address, db.message()),
+                _ => format!("PostgreSQL at {}: {}", self.address, db.message()),
+            },
+            other => format!("PostgreSQL at {}: {other}", self.address),
+        }
+    }
+
+    /// Refuse servers older than [`MIN_SERVER_VERSION`].
+    pub async fn check_version(&self, conn: &mut PgConnection) -> Result<(), String> {
+        let num: String = sqlx::query_scalar("SHOW server_version_num").fetch_one(&mut *conn).await.map_err(|e| self.explain(e))?;
+        let num: i32 = num.trim().parse().unwrap_or(0);
+        if num < MIN_SERVER_VERSION {
+            return Err(format!(
+                "PostgreSQL at {} is version {}.{}; blocklet-migrate supports PostgreSQL 12 and newer",
+                self.address,
+                num / 10000,
+                num % 10000
+            ));
+        }
+        Ok(())
+    }
+
+    /// Create `name` if it does not exist (UTF8 from template0, the server's default locale).
+    /// Returns whether it was created.
+    pub async fn ensure_database(&self, conn: &mut PgConnection, name: &str) -> Result<bool, String> {
+        check_identifier(name)?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.explain(e))?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        let sql = format!("CREATE DATABASE \"{name}\" WITH ENCODING = 'UTF8' TEMPLATE = template0");
+        match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+            Ok(_) => Ok(true),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42501") => Err(format!(
+                "user {} may not create database {name} on {}: grant it CREATEDB, or create the database first",
+                self.user, self.address
+            )),
+            Err(e) => Err(format!("creating database {name}: {}", self.explain(e))),
+        }
+    }
+
+    /// Drop a database this run created (only ever called for those).
+    pub async fn drop_database(&self, conn: &mut PgConnection, name: &str) -> Result<(), String> {
+        check_identifier(name)?;
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\"")))
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.explain(e))
+    }
+}
+
+/// Database names come from the component; accept only what PostgreSQL takes unquoted-safe.
+fn check_identifier(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("refusing database name {name:?}: only letters, digits and _ (at most 63) are allowed"));
+    }
+    Ok(())
+}
+
+/// Remove a URL (and its password) from a message.
+fn scrub(message: &str, url: &str) -> String {
+    let mut m = message.replace(url, &redact(url));
+    if let Ok(u) = url::Url::parse(url)
+        && let Some(p) = u.password()
+        && !p.is_empty()
+    {
+        m = m.replace(p, "***");
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_parameters_and_hides_passwords() {
+        let s = PgServer::parse("postgres://u:s3cret@db.example:6543/postgres?sslmode=disable").unwrap();
+        assert_eq!(s.address, "db.example:6543");
+        assert!(!s.display.contains("s3cret"));
+        assert!(s.display.contains("sslmode=disable"));
+        assert!(PgServer::parse("not a url").unwrap_err().contains("ABT_NODE_POSTGRES_URL"));
+        assert!(PgServer::parse("mysql://x@y/z").is_err());
+        assert_eq!(redact("garbage"), "<unparsable URL>");
+        assert!(check_identifier("blocklet_db_zNK1").is_ok());
+        assert!(check_identifier("x\"; DROP").is_err());
+    }
+}

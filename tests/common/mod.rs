@@ -1,0 +1,1880 @@
+//! Shared harness for the `blocklet-migrate` end-to-end tests.
+//!
+//! The test file pulls it in with `#[path = "common/mod.rs"] mod common;`. It uses only std,
+//! `tempfile`, `sha2` and `serde_json`, plus these external programs:
+//!
+//! * PostgreSQL server binaries (`initdb`, `pg_ctl`, `psql`, `pg_dump`) from
+//!   `/usr/lib/postgresql/15/bin`, or else the newest `/usr/lib/postgresql/*/bin`;
+//! * the `sqlite3` command-line shell (`/usr/bin/sqlite3`, otherwise whatever is on `PATH`);
+//! * `runuser` and `chown` when the tests run as root, because `initdb` refuses to run as root.
+//!
+//! What is here:
+//!
+//! * **Fixture.** [`fixture_copy`] copies `tests/fixtures/blocklet-1.17.12-demo` into a fresh temp dir,
+//!   including the SQLite `-wal`/`-shm` files. Tests only ever touch that copy.
+//! * **PostgreSQL.** [`PgCluster`] is a throwaway PostgreSQL cluster for one test. The product uses
+//!   fixed database names (`server_db`, `service_db`, `module_db`, `blocklet_db_<appDid>`) and tests run
+//!   in parallel, so every test needs its own cluster. The system cluster on port 5432 is never touched.
+//! * **Running the CLI.** [`run_migrate`] runs the `blocklet-migrate` binary with a timeout and returns
+//!   an [`Output`]. Its `Debug` impl prints everything, so pass `{:?}` of it to assertion messages.
+//! * **Schema comparison.** [`normalize_pg_schema`] and [`assert_same_schema`] compare `pg_dump --schema-only`
+//!   output with the reference dumps in `tests/reference/blocklet-1.17.12/pg-*.sql`.
+//! * **Row comparison.** [`compare_table`] and [`compare_all`] check every row, independently of the tool's own checks.
+//!   Both sides are read with plain SQL (the `sqlite3` CLI, `psql`) and turned into one canonical JSON array per row.
+//!   Column types come from the reference `schema-facts.json`. See [`ColKind`] for the canonical forms.
+//! * **Source integrity.** [`hash_tree`] takes the sha256 of every file in a tree, to prove that the tool left
+//!   the SQLite source unchanged.
+//!
+//! SQLite files are always read through a [`SqliteSnapshot`]: a private copy of `<db>` and `<db>-wal`.
+//! The file under test is never opened in place, so reading it can't checkpoint the WAL or change
+//! anything the tool is about to read (or that [`hash_tree`] is about to compare).
+//! [`sqlite_exec`] is the one exception, and it is meant for tests that deliberately change
+//! their own fixture copy *before* running the tool.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+// ------------------------------------------------------------------------------------------------
+// Paths and constants
+// ------------------------------------------------------------------------------------------------
+
+/// The app DIDs in the demo fixture. For both apps appDid == appPid == meta.name.
+pub const APP_DIDS: [&str; 2] = [
+    "zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM64",
+    "zNKrYWaSmXbK1xanN7G2rSU9ak7JUVXrHD9G",
+];
+
+/// Where the tool writes its success marker, relative to the data dir.
+pub const LOCK_REL: &str = "core/sqlite-to-postgres.lock";
+
+/// The database kinds, named as in `schema-facts.json` and `sequelize-meta/<kind>.txt`.
+pub const KINDS: [&str; 4] = ["server", "service", "certificate-manager", "blocklet"];
+
+/// Upper bound for one run of the CLI. A hung tool fails the test instead of blocking the suite forever.
+pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `<repo>/tests`. The integration test is compiled as part of `host/`, so it is `$CARGO_MANIFEST_DIR/../tests`.
+pub fn tests_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("tests");
+    fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+/// The read-only demo fixture: a directory that contains `.blocklet-server/`.
+pub fn fixture_dir() -> PathBuf {
+    tests_dir().join("fixtures").join("blocklet-1.17.12-demo")
+}
+
+/// Reference data from the real 1.17.12 migrate command.
+pub fn reference_dir() -> PathBuf {
+    tests_dir().join("reference").join("blocklet-1.17.12")
+}
+
+/// The databases a migration of the demo fixture has to create, sorted.
+pub fn expected_databases() -> Vec<String> {
+    let mut v: Vec<String> = vec!["server_db".into(), "service_db".into(), "module_db".into()];
+    v.extend(APP_DIDS.iter().map(|d| format!("blocklet_db_{d}")));
+    v.sort();
+    v
+}
+
+/// The reference `pg_dump --schema-only` file for a database name.
+pub fn reference_schema_file(pg_db: &str) -> PathBuf {
+    let name = if pg_db.starts_with("blocklet_db_") {
+        "pg-blocklet_db_APPDID.sql".to_string()
+    } else {
+        format!("pg-{pg_db}.sql")
+    };
+    reference_dir().join(name)
+}
+
+/// The sorted migration names the reference has in `SequelizeMeta` for a kind.
+pub fn expected_sequelize_meta(kind: &str) -> Vec<String> {
+    let path = reference_dir()
+        .join("sequelize-meta")
+        .join(format!("{kind}.txt"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut v: Vec<String> = text
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Appends `suffix` to the file name: `a/b.db` + `-wal` gives `a/b.db-wal`.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s: OsString = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Fixture
+// ------------------------------------------------------------------------------------------------
+
+/// Copies `tests/fixtures/blocklet-1.17.12-demo` recursively into a fresh temp dir and returns it.
+///
+/// Every file is copied, including the `-wal`/`-shm` files and the hidden `.blocklet-server` and `.sock`.
+/// The data dir is then `<tmp>/.blocklet-server`; see [`data_dir`].
+/// The fixture in the repo is read-only (mode `r--r--r--`), so the copies are made writable
+/// (files 0644, dirs 0755). The tool and SQLite need that to create `-shm` files and lock files,
+/// and the temp dir can then be removed as a non-root user.
+pub fn fixture_copy() -> TempDir {
+    let src = fixture_dir();
+    assert!(
+        src.join(".blocklet-server").join("config.yml").is_file(),
+        "demo fixture not found at {}",
+        src.display()
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("bm-fixture-")
+        .tempdir()
+        .expect("create temp dir for fixture copy");
+    copy_tree(&src, tmp.path());
+    tmp
+}
+
+/// The canonical (symlink-free, absolute) data dir of a fixture copy: `<tmp>/.blocklet-server`.
+/// The tool reports paths derived from `getcwd()`, which are canonical. Compare against this path.
+pub fn data_dir(tmp_root: &Path) -> PathBuf {
+    fs::canonicalize(tmp_root)
+        .unwrap_or_else(|e| panic!("canonicalize {}: {e}", tmp_root.display()))
+        .join(".blocklet-server")
+}
+
+/// Recursive copy of regular files, directories and symlinks. Copies are made writable (see [`fixture_copy`]).
+pub fn copy_tree(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap_or_else(|e| panic!("mkdir {}: {e}", dst.display()));
+    let mut entries: Vec<fs::DirEntry> = fs::read_dir(src)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", src.display()))
+        .map(|e| e.expect("dir entry"))
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let ft = entry.file_type().expect("file type");
+        if ft.is_symlink() {
+            let target = fs::read_link(&from).expect("read_link");
+            std::os::unix::fs::symlink(&target, &to)
+                .unwrap_or_else(|e| panic!("symlink {}: {e}", to.display()));
+        } else if ft.is_dir() {
+            copy_tree(&from, &to);
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+        } else if ft.is_file() {
+            fs::copy(&from, &to)
+                .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).expect("chmod file");
+        } else {
+            panic!("unexpected special file in fixture: {}", from.display());
+        }
+    }
+}
+
+/// Asserts that the lock file exists and holds exactly one ISO-8601 UTC timestamp with milliseconds
+/// (`2026-11-25T18:56:32.947Z`, JavaScript `toISOString()`), optionally followed by a newline.
+/// The time must fall between `not_before` and `not_after`, with one second of slack for rounding.
+#[track_caller]
+pub fn assert_lock_file(data_dir: &Path, not_before: SystemTime, not_after: SystemTime) {
+    let path = data_dir.join(LOCK_REL);
+    let raw = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("lock file {} missing or unreadable: {e}", path.display()));
+    let text = raw.strip_suffix('\n').unwrap_or(&raw);
+    let b = text.as_bytes();
+    let shape_ok = b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    assert!(
+        shape_ok,
+        "lock file content {raw:?} is not like 2026-11-25T18:56:32.947Z"
+    );
+    let micros =
+        parse_timestamp_micros(text).unwrap_or_else(|| panic!("unparsable lock timestamp {raw:?}"));
+    let lo = micros_since_epoch(not_before) - 1_000_000;
+    let hi = micros_since_epoch(not_after) + 1_000_000;
+    assert!(
+        (lo..=hi).contains(&micros),
+        "lock timestamp {text} is not within the tool's run time"
+    );
+}
+
+fn micros_since_epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .expect("time after epoch")
+        .as_micros() as i64
+}
+
+/// Asserts that the lock file does not exist (a failed migration must not write it).
+#[track_caller]
+pub fn assert_no_lock_file(data_dir: &Path) {
+    let path = data_dir.join(LOCK_REL);
+    assert!(
+        !path.exists(),
+        "lock file {} must not exist after a failed run",
+        path.display()
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Source-tree hashing
+// ------------------------------------------------------------------------------------------------
+
+/// sha256 (hex) of every file under `dir`, keyed by path relative to `dir`. Symlinks are recorded
+/// by their target, not followed.
+///
+/// `*-shm` files are **excluded**. They hold SQLite's WAL index: shared memory backed by a file,
+/// which holds no data of its own and can be rebuilt from the `-wal` at any time. Any connection,
+/// even a read-only one, may rewrite it. The first connection to open a WAL database truncates and
+/// rebuilds it. So a correct read-only reader still changes `-shm`. Everything else, including the
+/// `.db` and `-wal` files, must be byte-identical after a migration.
+pub fn hash_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut map = BTreeMap::new();
+    hash_walk(dir, dir, &mut map);
+    map
+}
+
+fn hash_walk(root: &Path, dir: &Path, map: &mut BTreeMap<PathBuf, String>) {
+    let rd = fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+    for entry in rd {
+        let entry = entry.expect("dir entry");
+        let path = entry.path();
+        let rel = path.strip_prefix(root).expect("under root").to_path_buf();
+        let ft = entry.file_type().expect("file type");
+        if ft.is_symlink() {
+            let target = fs::read_link(&path).expect("read_link");
+            map.insert(rel, format!("symlink:{}", target.display()));
+        } else if ft.is_dir() {
+            hash_walk(root, &path, map);
+        } else if ft.is_file() {
+            if path.to_string_lossy().ends_with("-shm") {
+                continue;
+            }
+            map.insert(rel, sha256_file(&path));
+        } else {
+            map.insert(rel, "special-file".to_string());
+        }
+    }
+}
+
+/// Hex sha256 of a file's contents.
+pub fn sha256_file(path: &Path) -> String {
+    let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Panics with a list of added, removed and changed files if the two [`hash_tree`] results differ.
+#[track_caller]
+pub fn assert_same_tree(
+    before: &BTreeMap<PathBuf, String>,
+    after: &BTreeMap<PathBuf, String>,
+    what: &str,
+) {
+    let mut problems = Vec::new();
+    for (p, h) in before {
+        match after.get(p) {
+            None => problems.push(format!("  removed: {}", p.display())),
+            Some(h2) if h2 != h => problems.push(format!("  changed: {}", p.display())),
+            _ => {}
+        }
+    }
+    for p in after.keys() {
+        if !before.contains_key(p) {
+            problems.push(format!("  added:   {}", p.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{what}: file tree changed:\n{}",
+        problems.join("\n")
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Running the CLI
+// ------------------------------------------------------------------------------------------------
+
+/// Result of one CLI run. `Debug` prints the exit code and both streams in full, so pass `{:?}` of
+/// it to assertion messages.
+pub struct Output {
+    /// Exit code; `128 + signal` if the process was killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "\n===== blocklet-migrate exit code: {} =====", self.code)?;
+        writeln!(f, "----- stdout -----")?;
+        writeln!(f, "{}", self.stdout)?;
+        writeln!(f, "----- stderr -----")?;
+        writeln!(f, "{}", self.stderr)?;
+        write!(f, "------------------")
+    }
+}
+
+impl Output {
+    /// The stderr lines that start with `✖` (the error lines of the CLI contract).
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.trim_start().starts_with('✖'))
+            .collect()
+    }
+
+    /// Whether some `✖` line in stderr contains `needle`.
+    pub fn has_error_line(&self, needle: &str) -> bool {
+        self.error_lines().iter().any(|l| l.contains(needle))
+    }
+}
+
+/// Path of the binary under test.
+pub fn bin_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_blocklet-migrate"))
+}
+
+/// Runs `blocklet-migrate <args>` in `cwd`. `ABT_NODE_POSTGRES_URL` is removed from the inherited
+/// environment, so only `env` can set it. Other `env` pairs are added as given.
+/// `NO_COLOR=1` is set, and ANSI escape sequences are removed from what is captured, so assertions
+/// can match the plain `ℹ`/`✔`/`✖` lines. If the run takes longer than [`MIGRATE_TIMEOUT`], the
+/// process is killed and the function panics with its partial output.
+pub fn run_migrate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin_path());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("ABT_NODE_POSTGRES_URL")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin_path().display()));
+    let mut out_pipe = child.stdout.take().expect("stdout pipe");
+    let mut err_pipe = child.stderr.take().expect("stderr pipe");
+    let out_t = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let (status, timed_out) = loop {
+        if let Some(st) = child.try_wait().expect("wait for blocklet-migrate") {
+            break (st, false);
+        }
+        if start.elapsed() > MIGRATE_TIMEOUT {
+            let _ = child.kill();
+            break (child.wait().expect("wait after kill"), true);
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = strip_ansi(&String::from_utf8_lossy(&out_t.join().unwrap_or_default()));
+    let stderr = strip_ansi(&String::from_utf8_lossy(&err_t.join().unwrap_or_default()));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let out = Output {
+        code,
+        stdout,
+        stderr,
+    };
+    if timed_out {
+        panic!(
+            "blocklet-migrate {args:?} did not finish within {MIGRATE_TIMEOUT:?} and was killed: {out:?}"
+        );
+    }
+    out
+}
+
+/// Removes ANSI CSI escape sequences (`ESC [ ... final-byte`) and OSC sequences.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('[') => {
+                chars.next();
+                for c2 in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c2) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                chars.next();
+                while let Some(c2) = chars.next() {
+                    if c2 == '\u{7}' {
+                        break;
+                    }
+                    if c2 == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Asserts exit code 0, no `✖` line in stderr, and the final `✔ Migration postgres completed` line.
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert_eq!(out.code, 0, "expected success: {out:?}");
+    assert!(
+        out.error_lines().is_empty(),
+        "successful run printed ✖ lines: {out:?}"
+    );
+    assert!(
+        out.stdout.contains("✔ Migration postgres completed"),
+        "missing completion message: {out:?}"
+    );
+}
+
+/// Asserts a non-zero exit, at least one stderr line starting with `✖`, and no completion message.
+#[track_caller]
+pub fn assert_failure(out: &Output) {
+    assert_ne!(out.code, 0, "expected a non-zero exit code: {out:?}");
+    assert!(
+        !out.error_lines().is_empty(),
+        "expected a stderr line starting with ✖: {out:?}"
+    );
+    assert!(
+        !out.stdout.contains("Migration postgres completed"),
+        "failed run claims completion: {out:?}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------------
+// PostgreSQL: a throwaway cluster per test
+// ------------------------------------------------------------------------------------------------
+
+/// Directory of the PostgreSQL server binaries: `/usr/lib/postgresql/15/bin` (the reference dumps were
+/// made with 15), or else the newest `/usr/lib/postgresql/<major>/bin`.
+pub fn pg_bin_dir() -> PathBuf {
+    let preferred = Path::new("/usr/lib/postgresql/15/bin");
+    if preferred.join("initdb").is_file() {
+        return preferred.to_path_buf();
+    }
+    let mut best: Option<(u32, PathBuf)> = None;
+    if let Ok(rd) = fs::read_dir("/usr/lib/postgresql") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(major) = name.split('.').next().and_then(|m| m.parse::<u32>().ok()) else {
+                continue;
+            };
+            let bin = e.path().join("bin");
+            if bin.join("initdb").is_file() && best.as_ref().is_none_or(|(m, _)| major > *m) {
+                best = Some((major, bin));
+            }
+        }
+    }
+    best.map(|(_, p)| p)
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (need initdb, pg_ctl, psql, pg_dump)")
+}
+
+/// Whether the effective uid is 0. Reads the `Uid:` line of `/proc/self/status` (real, effective,
+/// saved, fs); falls back to `id -u`.
+pub fn running_as_root() -> bool {
+    if let Ok(s) = fs::read_to_string("/proc/self/status") {
+        for line in s.lines() {
+            if let Some(rest) = line.strip_prefix("Uid:")
+                && let Some(euid) = rest.split_whitespace().nth(1)
+            {
+                return euid == "0";
+            }
+        }
+    }
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A private PostgreSQL cluster that lives as long as this value.
+///
+/// The data dir, socket dir and logs live in a temp dir. The server listens only on
+/// `127.0.0.1:<free port>`, with `trust` authentication for user `postgres`, and with fsync and
+/// synchronous commit off for speed. As root, the temp dir is chowned to `postgres`, and
+/// `initdb`/`pg_ctl` run via `runuser -u postgres --`. `Drop` stops the server (`-m immediate`)
+/// and removes the directory.
+pub struct PgCluster {
+    bin: PathBuf,
+    root: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    running: bool,
+    // Dropped after `Drop::drop` has stopped the server.
+    _dir: TempDir,
+}
+
+impl PgCluster {
+    /// initdb + start. Panics with initdb's output or the server log on failure. If the port picked
+    /// was taken by someone else in the meantime, it retries up to 5 times with a new port.
+    pub fn start() -> PgCluster {
+        let bin = pg_bin_dir();
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new()
+            .prefix("bm-pg-")
+            .tempdir()
+            .expect("create temp dir for PostgreSQL cluster");
+        let root = dir.path().to_path_buf();
+        let data = root.join("data");
+        let sock = root.join("sock");
+        fs::create_dir(&sock).expect("create socket dir");
+        if as_postgres {
+            let out = Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&root)
+                .output()
+                .expect("run chown");
+            assert!(
+                out.status.success(),
+                "chown -R postgres:postgres {} failed (need a `postgres` user when running as root): {}",
+                root.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut cluster = PgCluster {
+            bin,
+            root,
+            data,
+            port: 0,
+            as_postgres,
+            running: false,
+            _dir: dir,
+        };
+
+        let out = cluster
+            .server_cmd("initdb")
+            .arg("-D")
+            .arg(&cluster.data)
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let mut last_log = String::new();
+        for attempt in 1..=5 {
+            let port = free_port();
+            let log = cluster.root.join(format!("postgres-{attempt}.log"));
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                sock.display()
+            );
+            let out = cluster
+                .server_cmd("pg_ctl")
+                .args(["-w", "-t", "60", "-D"])
+                .arg(&cluster.data)
+                .arg("-l")
+                .arg(&log)
+                .arg("-o")
+                .arg(&opts)
+                .arg("start")
+                .output()
+                .expect("run pg_ctl start");
+            if out.status.success() {
+                cluster.port = port;
+                cluster.running = true;
+                return cluster;
+            }
+            last_log = format!(
+                "{}{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            let collision = last_log.contains("Address already in use")
+                || last_log.contains("could not bind")
+                || last_log.contains("could not create any TCP/IP sockets");
+            if !collision {
+                break;
+            }
+        }
+        panic!(
+            "could not start a PostgreSQL cluster in {}:\n{last_log}",
+            cluster.root.display()
+        );
+    }
+
+    /// A command for a server-side binary (initdb, pg_ctl), run as `postgres` when we are root.
+    fn server_cmd(&self, name: &str) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(name));
+            c
+        } else {
+            Command::new(self.bin.join(name))
+        };
+        // The test's cwd may be unreadable for `postgres`.
+        cmd.current_dir(&self.root).stdin(Stdio::null());
+        clean_pg_env(&mut cmd);
+        cmd
+    }
+
+    /// A command for a client binary (psql, pg_dump), run as the current user over TCP.
+    fn client_cmd(&self, name: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(name));
+        cmd.stdin(Stdio::null());
+        clean_pg_env(&mut cmd);
+        cmd.env("PGCONNECT_TIMEOUT", "10");
+        cmd
+    }
+
+    /// TCP port of this cluster.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`: the value for `ABT_NODE_POSTGRES_URL`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `sql` in database `db` with `psql -X -A -t -q -v ON_ERROR_STOP=1`. Returns stdout without
+    /// trailing newlines (one line per row, columns separated by `|`), or stderr on failure.
+    /// Several statements may be given. They then run as one implicit transaction, and only the
+    /// last result is printed.
+    pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let port = self.port.to_string();
+        let out = self
+            .client_cmd("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+            ])
+            .args(["-U", "postgres", "-d", db, "-c", sql])
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout)
+                .trim_end_matches('\n')
+                .to_string())
+        } else {
+            Err(format!(
+                "psql exit {:?}: {}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            ))
+        }
+    }
+
+    /// Like [`PgCluster::try_psql`], but panics with psql's stderr and the SQL on failure.
+    #[track_caller]
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        match self.try_psql(db, sql) {
+            Ok(out) => out,
+            Err(e) => panic!("psql on database {db:?} failed: {e}\nSQL: {sql}"),
+        }
+    }
+
+    /// Runs a query that returns one integer.
+    #[track_caller]
+    pub fn psql_i64(&self, db: &str, sql: &str) -> i64 {
+        let s = self.psql(db, sql);
+        s.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("expected an integer from {sql:?} on {db}, got {s:?}"))
+    }
+
+    /// Non-template databases except `postgres`, sorted.
+    #[track_caller]
+    pub fn databases(&self) -> Vec<String> {
+        let s = self.psql(
+            "postgres",
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'",
+        );
+        let mut v: Vec<String> = s
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Base tables in schema `public` of `db`, sorted.
+    #[track_caller]
+    pub fn tables(&self, db: &str) -> Vec<String> {
+        let s = self.psql(
+            db,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+        );
+        let mut v: Vec<String> = s
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// `count(*)` of a table in `public`.
+    #[track_caller]
+    pub fn count(&self, db: &str, table: &str) -> i64 {
+        self.psql_i64(
+            db,
+            &format!("SELECT count(*) FROM public.{}", quote_ident(table)),
+        )
+    }
+
+    /// `(database, table, rows)` for every base table of every non-template database.
+    pub fn row_counts(&self) -> Vec<(String, String, i64)> {
+        let mut v = Vec::new();
+        for db in self.databases() {
+            for t in self.tables(&db) {
+                let n = self.count(&db, &t);
+                v.push((db.clone(), t, n));
+            }
+        }
+        v
+    }
+
+    /// Asserts that no table in any database of the cluster has rows, `SequelizeMeta` included.
+    /// This is how a failed run has to leave the target.
+    #[track_caller]
+    pub fn assert_no_rows_anywhere(&self) {
+        let non_empty: Vec<String> = self
+            .row_counts()
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(db, t, n)| format!("  {db}.{t}: {n} rows"))
+            .collect();
+        assert!(
+            non_empty.is_empty(),
+            "a failed migration left data behind:\n{}",
+            non_empty.join("\n")
+        );
+    }
+
+    /// `pg_dump --schema-only -O -x` of `db`, made the same way as the reference `pg-*.sql` files.
+    pub fn pg_dump_schema(&self, db: &str) -> String {
+        let port = self.port.to_string();
+        let out = self
+            .client_cmd("pg_dump")
+            .args([
+                "--schema-only",
+                "-O",
+                "-x",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                db,
+            ])
+            .output()
+            .expect("run pg_dump");
+        assert!(
+            out.status.success(),
+            "pg_dump of {db} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("pg_dump output is UTF-8")
+    }
+
+    /// For every column whose default is `nextval(...)` in every database, asserts that the next
+    /// sequence value is past the column's current maximum. Otherwise the next insert by the
+    /// server would collide with a migrated id. Calls `nextval`, so it consumes one value per sequence.
+    #[track_caller]
+    pub fn assert_sequences_past_max_ids(&self) {
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        for db in self.databases() {
+            let rows = self.psql(
+                &db,
+                "SELECT table_name, column_name, column_default FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND column_default LIKE 'nextval(%' ORDER BY 1, 2",
+            );
+            for line in rows.lines().filter(|l| !l.is_empty()) {
+                let parts: Vec<&str> = line.splitn(3, '|').collect();
+                assert_eq!(parts.len(), 3, "unexpected row {line:?}");
+                let (table, column, default) = (parts[0], parts[1], parts[2]);
+                let seq = default
+                    .strip_prefix("nextval('")
+                    .and_then(|rest| rest.split('\'').next())
+                    .unwrap_or_else(|| panic!("cannot parse sequence from default {default:?}"));
+                let res = self.psql(
+                    &db,
+                    &format!(
+                        "SELECT coalesce(max({c})::bigint, 0), nextval('{seq}') FROM public.{t}",
+                        c = quote_ident(column),
+                        t = quote_ident(table)
+                    ),
+                );
+                let nums: Vec<i64> = res
+                    .split('|')
+                    .map(|s| s.trim().parse().expect("integer"))
+                    .collect();
+                checked += 1;
+                if nums[1] <= nums[0] {
+                    problems.push(format!(
+                        "  {db}: {table}.{column} max = {}, but nextval('{seq}') = {}",
+                        nums[0], nums[1]
+                    ));
+                }
+            }
+        }
+        assert!(
+            checked > 0,
+            "no serial columns found at all: was anything migrated?"
+        );
+        assert!(
+            problems.is_empty(),
+            "sequences behind their max ids:\n{}",
+            problems.join("\n")
+        );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self
+                .server_cmd("pg_ctl")
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "-w", "-t", "30"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.running = false;
+        }
+        // `_dir` (the TempDir) is removed after this returns.
+    }
+}
+
+fn clean_pg_env(cmd: &mut Command) {
+    for var in [
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGOPTIONS",
+        "PGSSLMODE",
+        "PGDATA",
+        "PGTZ",
+        "PGCLIENTENCODING",
+    ] {
+        cmd.env_remove(var);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0 to find a free port")
+}
+
+/// Double-quotes an SQL identifier (same rule for PostgreSQL and SQLite).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Schema comparison
+// ------------------------------------------------------------------------------------------------
+
+/// Turns `pg_dump --schema-only` text into a sorted list of normalised statements. Two dumps of the same
+/// schema then compare equal, whatever their statement order, comments or pg_dump version header.
+///
+/// * drops blank lines and `--` comment lines (the `-- Name: …; Type: …` headers, the version banner)
+/// * drops psql meta-commands (`\restrict KEY` / `\unrestrict KEY`, which pg_dump ≥ 15.14 emits with a random key)
+/// * joins the lines of each statement (a statement ends with a line ending in `;`) and collapses whitespace runs to one space
+/// * drops the session preamble: `SET …;` and `SELECT pg_catalog.set_config(…);`
+/// * strips the trailing `;` and sorts
+pub fn normalize_pg_schema(sql: &str) -> Vec<String> {
+    let mut stmts = Vec::new();
+    let mut cur = String::new();
+    for line in sql.lines() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with("--") || (cur.is_empty() && t.starts_with('\\')) {
+            continue;
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(t);
+        if t.ends_with(';') {
+            stmts.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.trim().is_empty() {
+        stmts.push(cur);
+    }
+    let mut out: Vec<String> = stmts
+        .into_iter()
+        .map(|s| {
+            let collapsed = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            collapsed.trim_end_matches(';').trim_end().to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .filter(|s| !s.starts_with("SET ") && !s.starts_with("SELECT pg_catalog.set_config("))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Compares two `pg_dump --schema-only` texts after [`normalize_pg_schema`]. On failure it panics and
+/// lists the statements found on only one side (a multiset difference, so duplicates count).
+#[track_caller]
+pub fn assert_same_schema(actual: &str, expected: &str, what: &str) {
+    let a = normalize_pg_schema(actual);
+    let e = normalize_pg_schema(expected);
+    if a == e {
+        return;
+    }
+    let (only_a, only_e) = multiset_diff(&a, &e);
+    let mut msg = format!(
+        "schema of {what} differs from the reference ({} vs {} statements)\n",
+        a.len(),
+        e.len()
+    );
+    msg.push_str(&format!("--- only in actual ({}):\n", only_a.len()));
+    for s in &only_a {
+        msg.push_str(&format!("  + {s}\n"));
+    }
+    msg.push_str(&format!("--- only in reference ({}):\n", only_e.len()));
+    for s in &only_e {
+        msg.push_str(&format!("  - {s}\n"));
+    }
+    panic!("{msg}");
+}
+
+/// Elements of `a` not matched in `b`, and the reverse, counting duplicates.
+fn multiset_diff(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for s in a {
+        *counts.entry(s.as_str()).or_default() += 1;
+    }
+    for s in b {
+        *counts.entry(s.as_str()).or_default() -= 1;
+    }
+    let mut only_a = Vec::new();
+    let mut only_b = Vec::new();
+    for (s, n) in counts {
+        for _ in 0..n.max(0) {
+            only_a.push(s.to_string());
+        }
+        for _ in 0..(-n).max(0) {
+            only_b.push(s.to_string());
+        }
+    }
+    (only_a, only_b)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Reference schema facts
+// ------------------------------------------------------------------------------------------------
+
+/// `tests/reference/blocklet-1.17.12/schema-facts.json`, parsed once.
+/// Shape: `kind → {sqlite_file, pg_database, sqlite: {table → {columns: [{name, type, pk, …}], …}},
+/// postgres: {table → {columns: [{column_name, data_type, udt_name, ordinal_position, …}], …}}, pg_enums}`.
+pub fn schema_facts() -> &'static Value {
+    static FACTS: OnceLock<Value> = OnceLock::new();
+    FACTS.get_or_init(|| {
+        let path = reference_dir().join("schema-facts.json");
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+    })
+}
+
+/// The kind for a PostgreSQL database name: `server_db` → server, `service_db` → service,
+/// `module_db` → certificate-manager, `blocklet_db_*` → blocklet.
+pub fn kind_for_pg_db(pg_db: &str) -> &'static str {
+    match pg_db {
+        "server_db" => "server",
+        "service_db" => "service",
+        "module_db" => "certificate-manager",
+        d if d.starts_with("blocklet_db_") => "blocklet",
+        other => panic!("unknown database name {other:?}"),
+    }
+}
+
+/// The kind for a SQLite file, judged by its file name: `server.db`, `service.db`, `module.db`, `blocklet.db`.
+pub fn kind_for_sqlite_file(path: &Path) -> Option<&'static str> {
+    match path.file_name()?.to_str()? {
+        "server.db" => Some("server"),
+        "service.db" => Some("service"),
+        "module.db" => Some("certificate-manager"),
+        "blocklet.db" => Some("blocklet"),
+        _ => None,
+    }
+}
+
+/// The tables the reference PostgreSQL database of `kind` has, without `SequelizeMeta` (which the
+/// tool regenerates rather than copies). Sorted.
+pub fn facts_tables(kind: &str) -> Vec<String> {
+    let tables = schema_facts()[kind]["postgres"]
+        .as_object()
+        .unwrap_or_else(|| panic!("schema-facts has no postgres tables for kind {kind:?}"));
+    let mut v: Vec<String> = tables
+        .keys()
+        .filter(|t| *t != "SequelizeMeta")
+        .cloned()
+        .collect();
+    v.sort();
+    v
+}
+
+/// The reference PostgreSQL columns of `kind`.`table`, in ordinal order, with their canonical kind.
+pub fn facts_columns(kind: &str, table: &str) -> Vec<(String, ColKind)> {
+    let cols = schema_facts()[kind]["postgres"][table]["columns"]
+        .as_array()
+        .unwrap_or_else(|| panic!("schema-facts has no postgres columns for {kind}.{table}"));
+    let mut v: Vec<(i64, String, ColKind)> = cols
+        .iter()
+        .map(|c| {
+            let name = c["column_name"].as_str().expect("column_name").to_string();
+            let ord = c["ordinal_position"].as_i64().unwrap_or(0);
+            let kind = ColKind::from_pg(
+                c["data_type"].as_str().unwrap_or(""),
+                c["udt_name"].as_str().unwrap_or(""),
+            );
+            (ord, name, kind)
+        })
+        .collect();
+    v.sort_by_key(|(ord, _, _)| *ord);
+    v.into_iter().map(|(_, n, k)| (n, k)).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Canonical row form
+// ------------------------------------------------------------------------------------------------
+
+/// How a column's values are canonicalised so that SQLite and PostgreSQL values can be compared.
+/// The kind is taken from the *PostgreSQL* type in schema-facts.json. SQL NULL is always JSON `null`.
+///
+/// | kind | PostgreSQL types | SQLite storage accepted | canonical JSON |
+/// |---|---|---|---|
+/// | `Bool` | boolean | integer 0/1, text "0"/"1"/"true"/"false" | `false`/`true` |
+/// | `Int` | smallint, integer, bigint | integer, integral real, numeric text | integer |
+/// | `Float` | double precision, real, numeric | real (read as `%!.17g`), integer, numeric text | f64 number (PG read as `::text`) |
+/// | `Timestamp` | timestamptz, timestamp, date | text `YYYY-MM-DD[ T]HH:MM[:SS[.f]][ ][Z|±HH[:MM]]` (no offset = UTC); integer = epoch ms | **epoch microseconds** (integer); PG side is `extract(epoch …)*1e6`. This is stricter than ms, and SQLite has ms precision |
+/// | `Json` | json, jsonb | text parsed as JSON, integer/real (JSON affinity is NUMERIC), UTF-8 blob | the parsed value with object keys sorted and every number as f64; PG read as `::text`, so jsonb `'null'` ≠ SQL NULL |
+/// | `Uuid` | uuid | text | lower-case string |
+/// | `Text` | varchar, text, enum (USER-DEFINED) | text (integer/real as their decimal text, UTF-8 blob as text) | string |
+///
+/// A value that cannot be converted becomes a string `<<unconvertible …>>`. It can't equal any real
+/// value, so the mismatch report shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColKind {
+    Bool,
+    Int,
+    Float,
+    Timestamp,
+    Json,
+    Uuid,
+    Text,
+}
+
+impl ColKind {
+    /// From information_schema `data_type` / `udt_name`.
+    pub fn from_pg(data_type: &str, udt_name: &str) -> ColKind {
+        match data_type {
+            "boolean" => ColKind::Bool,
+            "smallint" | "integer" | "bigint" => ColKind::Int,
+            "double precision" | "real" | "numeric" => ColKind::Float,
+            "timestamp with time zone" | "timestamp without time zone" | "date" => {
+                ColKind::Timestamp
+            }
+            "json" | "jsonb" => ColKind::Json,
+            "uuid" => ColKind::Uuid,
+            _ => match udt_name {
+                "bool" => ColKind::Bool,
+                "int2" | "int4" | "int8" => ColKind::Int,
+                "float4" | "float8" | "numeric" => ColKind::Float,
+                "timestamptz" | "timestamp" | "date" => ColKind::Timestamp,
+                "json" | "jsonb" => ColKind::Json,
+                "uuid" => ColKind::Uuid,
+                _ => ColKind::Text,
+            },
+        }
+    }
+
+    /// From a SQLite declared type, following Sequelize's mapping (`TINYINT(1)` = BOOLEAN, `DATETIME` = DATE, …).
+    /// Used only for tables that schema-facts.json does not know.
+    pub fn from_sqlite_decl(decl: &str) -> ColKind {
+        let d = decl.trim().to_ascii_uppercase();
+        if d.starts_with("TINYINT(1)") || d == "BOOLEAN" || d == "BOOL" {
+            ColKind::Bool
+        } else if d.starts_with("DATETIME") || d.starts_with("TIMESTAMP") || d == "DATE" {
+            ColKind::Timestamp
+        } else if d.starts_with("JSON") {
+            ColKind::Json
+        } else if d.contains("INT") {
+            ColKind::Int
+        } else if d.starts_with("FLOAT")
+            || d.starts_with("DOUBLE")
+            || d.starts_with("REAL")
+            || d.starts_with("DECIMAL")
+            || d.starts_with("NUMERIC")
+        {
+            ColKind::Float
+        } else if d == "UUID" {
+            ColKind::Uuid
+        } else {
+            ColKind::Text
+        }
+    }
+}
+
+fn unconvertible(side: &str, storage: &str, kind: ColKind, raw: &str) -> Value {
+    Value::String(format!(
+        "<<unconvertible {side} {storage} as {kind:?}: {raw}>>"
+    ))
+}
+
+fn num_f64(x: f64) -> Value {
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(format!("float:{x}")))
+}
+
+/// Canonical JSON: object keys sorted (whatever serde_json's `preserve_order` feature says), numbers as f64.
+pub fn canonical_json(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => num_f64(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Array(a) => Value::Array(a.iter().map(canonical_json).collect()),
+        Value::Object(o) => {
+            let sorted: BTreeMap<&String, Value> =
+                o.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            let mut m = Map::new();
+            for (k, v) in sorted {
+                m.insert(k.clone(), v);
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Canonical value of one SQLite cell. `storage` is its `typeof()`. `v` is what the snapshot query
+/// returned: blobs come as hex text and reals as `%!.17g` text.
+pub fn canonical_sqlite_value(kind: ColKind, storage: &str, v: &Value) -> Value {
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match storage {
+        "null" => Value::Null,
+        "integer" => {
+            let Some(i) = v.as_i64().or_else(|| raw.parse().ok()) else {
+                return unconvertible("sqlite", storage, kind, &raw);
+            };
+            match kind {
+                ColKind::Bool => match i {
+                    0 => Value::Bool(false),
+                    1 => Value::Bool(true),
+                    _ => unconvertible("sqlite", storage, kind, &raw),
+                },
+                ColKind::Int => Value::from(i),
+                ColKind::Float | ColKind::Json => num_f64(i as f64),
+                ColKind::Timestamp => Value::from(i.saturating_mul(1000)),
+                ColKind::Uuid | ColKind::Text => Value::String(i.to_string()),
+            }
+        }
+        "real" => {
+            let Ok(x) = raw.trim().parse::<f64>() else {
+                return unconvertible("sqlite", storage, kind, &raw);
+            };
+            match kind {
+                ColKind::Bool if x == 0.0 => Value::Bool(false),
+                ColKind::Bool if x == 1.0 => Value::Bool(true),
+                ColKind::Int if x.fract() == 0.0 && x.abs() < 9.0e18 => Value::from(x as i64),
+                ColKind::Float | ColKind::Json => num_f64(x),
+                ColKind::Timestamp => Value::from((x * 1000.0).round() as i64),
+                ColKind::Text | ColKind::Uuid => Value::String(raw),
+                _ => unconvertible("sqlite", storage, kind, &raw),
+            }
+        }
+        "text" => match kind {
+            ColKind::Bool => match raw.as_str() {
+                "0" | "false" => Value::Bool(false),
+                "1" | "true" => Value::Bool(true),
+                _ => unconvertible("sqlite", storage, kind, &raw),
+            },
+            ColKind::Int => raw
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| unconvertible("sqlite", storage, kind, &raw)),
+            ColKind::Float => raw
+                .trim()
+                .parse::<f64>()
+                .map(num_f64)
+                .unwrap_or_else(|_| unconvertible("sqlite", storage, kind, &raw)),
+            ColKind::Timestamp => parse_timestamp_micros(&raw)
+                .map(Value::from)
+                .unwrap_or_else(|| unconvertible("sqlite", storage, kind, &raw)),
+            ColKind::Json => serde_json::from_str::<Value>(&raw)
+                .map(|j| canonical_json(&j))
+                .unwrap_or_else(|_| unconvertible("sqlite", storage, kind, &raw)),
+            ColKind::Uuid => Value::String(raw.to_ascii_lowercase()),
+            ColKind::Text => Value::String(raw),
+        },
+        "blob" => match hex_decode(&raw).map(String::from_utf8) {
+            Some(Ok(s)) => canonical_sqlite_value(kind, "text", &Value::String(s)),
+            _ => unconvertible("sqlite", storage, kind, &format!("x'{raw}'")),
+        },
+        other => unconvertible("sqlite", other, kind, &raw),
+    }
+}
+
+/// Canonical value of one PostgreSQL cell, as fetched by [`pg_rows`]. Bool/Int come as JSON
+/// bool/number, Timestamp as integer epoch µs, everything else as `::text` strings.
+pub fn canonical_pg_value(kind: ColKind, v: &Value) -> Value {
+    if v.is_null() {
+        return Value::Null;
+    }
+    let raw = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match kind {
+        ColKind::Bool => match v {
+            Value::Bool(b) => Value::Bool(*b),
+            _ => unconvertible("pg", "value", kind, &raw),
+        },
+        ColKind::Int | ColKind::Timestamp => v
+            .as_i64()
+            .map(Value::from)
+            .unwrap_or_else(|| unconvertible("pg", "value", kind, &raw)),
+        ColKind::Float => raw
+            .parse::<f64>()
+            .map(num_f64)
+            .unwrap_or_else(|_| unconvertible("pg", "value", kind, &raw)),
+        ColKind::Json => serde_json::from_str::<Value>(&raw)
+            .map(|j| canonical_json(&j))
+            .unwrap_or_else(|_| unconvertible("pg", "value", kind, &raw)),
+        ColKind::Uuid => Value::String(raw.to_ascii_lowercase()),
+        ColKind::Text => Value::String(raw),
+    }
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Parses `YYYY-MM-DD[( |T)HH:MM[:SS[.fraction]]][ ][Z|±HH[:MM|MM]]` into microseconds since the
+/// Unix epoch. This covers Sequelize's SQLite text (`2026-11-25 18:55:01.750 +00:00`), ISO-8601 and
+/// PostgreSQL's text output. Without an offset the value counts as UTC. Fractions are cut to µs.
+pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
+    fn num(b: &[u8], from: usize, len: usize) -> Option<i64> {
+        let digits = b.get(from..from + len)?;
+        let mut n = 0i64;
+        for &c in digits {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + i64::from(c - b'0');
+        }
+        Some(n)
+    }
+    let s = s.trim();
+    let b = s.as_bytes();
+    let year = num(b, 0, 4)?;
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let month = num(b, 5, 2)?;
+    let day = num(b, 8, 2)?;
+    let mut i = 10;
+    let (mut hh, mut mm, mut ss, mut micros) = (0i64, 0i64, 0i64, 0i64);
+    if matches!(b.get(i), Some(b' ') | Some(b'T') | Some(b't'))
+        && b.get(i + 1).is_some_and(|c| c.is_ascii_digit())
+    {
+        i += 1;
+        hh = num(b, i, 2)?;
+        if b.get(i + 2) != Some(&b':') {
+            return None;
+        }
+        mm = num(b, i + 3, 2)?;
+        i += 5;
+        if b.get(i) == Some(&b':') {
+            ss = num(b, i + 1, 2)?;
+            i += 3;
+            if b.get(i) == Some(&b'.') {
+                i += 1;
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i == start {
+                    return None;
+                }
+                let mut frac: String = s[start..i].chars().take(6).collect();
+                while frac.len() < 6 {
+                    frac.push('0');
+                }
+                micros = frac.parse().ok()?;
+            }
+        }
+    }
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let mut offset_secs = 0i64;
+    match b.get(i) {
+        None => {}
+        Some(b'Z') | Some(b'z') => i += 1,
+        Some(&c) if c == b'+' || c == b'-' => {
+            let sign = if c == b'-' { -1 } else { 1 };
+            i += 1;
+            let oh = num(b, i, 2)?;
+            i += 2;
+            if b.get(i) == Some(&b':') {
+                i += 1;
+            }
+            let mut om = 0;
+            if i < b.len() {
+                om = num(b, i, 2)?;
+                i += 2;
+            }
+            offset_secs = sign * (oh * 3600 + om * 60);
+        }
+        _ => return None,
+    }
+    if i != b.len() {
+        return None;
+    }
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hh > 24 || mm > 59 || ss > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss - offset_secs;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+// ------------------------------------------------------------------------------------------------
+// SQLite access (always through a private snapshot)
+// ------------------------------------------------------------------------------------------------
+
+/// The `sqlite3` CLI: `/usr/bin/sqlite3` if present, otherwise the one on `PATH`.
+pub fn sqlite3_bin() -> PathBuf {
+    let p = Path::new("/usr/bin/sqlite3");
+    if p.is_file() {
+        p.to_path_buf()
+    } else {
+        PathBuf::from("sqlite3")
+    }
+}
+
+/// Runs `sql` **in place** on `db_file` with the `sqlite3` CLI (`-bail`, 5 s busy timeout) and returns
+/// stdout. Use it only on a test's own fixture copy, to set up data before running the tool.
+/// Closing the CLI usually checkpoints the WAL into the main file, which is harmless for a copy.
+#[track_caller]
+pub fn sqlite_exec(db_file: &Path, sql: &str) -> String {
+    let out = Command::new(sqlite3_bin())
+        .args(["-batch", "-bail", "-cmd", ".timeout 5000"])
+        .arg(db_file)
+        .arg(sql)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sqlite3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "sqlite3 {} failed: {stderr}\nSQL: {sql}",
+        db_file.display()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim_end_matches('\n')
+        .to_string()
+}
+
+/// A private copy of a SQLite database (`<db>` and `<db>-wal`, not `-shm`) in its own temp dir.
+/// All reads go here, so the file under test is never opened.
+/// SQLite rebuilds the WAL index from the copied `-wal` when it opens the copy.
+pub struct SqliteSnapshot {
+    file: PathBuf,
+    source: PathBuf,
+    _dir: TempDir,
+}
+
+impl SqliteSnapshot {
+    /// Copies `db_file` (and its `-wal`, if there is one) into a fresh temp dir.
+    pub fn new(db_file: &Path) -> SqliteSnapshot {
+        assert!(
+            db_file.is_file(),
+            "SQLite file {} does not exist",
+            db_file.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("bm-sqlite-")
+            .tempdir()
+            .expect("create temp dir for SQLite snapshot");
+        let file = dir.path().join(db_file.file_name().expect("file name"));
+        fs::copy(db_file, &file).unwrap_or_else(|e| panic!("copy {}: {e}", db_file.display()));
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod snapshot");
+        let wal = with_suffix(db_file, "-wal");
+        if wal.is_file() {
+            let to = with_suffix(&file, "-wal");
+            fs::copy(&wal, &to).unwrap_or_else(|e| panic!("copy {}: {e}", wal.display()));
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o644))
+                .expect("chmod snapshot wal");
+        }
+        SqliteSnapshot {
+            file,
+            source: db_file.to_path_buf(),
+            _dir: dir,
+        }
+    }
+
+    /// The file this snapshot was taken from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Runs a query with `sqlite3 -json` and returns the rows as JSON objects (empty result → empty vec).
+    pub fn query_json(&self, sql: &str) -> Vec<Map<String, Value>> {
+        let out = Command::new(sqlite3_bin())
+            .args(["-batch", "-bail", "-json"])
+            .arg(&self.file)
+            .arg(sql)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sqlite3");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "sqlite3 -json on a snapshot of {} failed: {stderr}\nSQL: {sql}",
+            self.source.display()
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("sqlite3 -json output is not JSON ({e}): {text}"));
+        match v {
+            Value::Array(rows) => rows
+                .into_iter()
+                .map(|r| match r {
+                    Value::Object(m) => m,
+                    other => panic!("unexpected sqlite3 -json row {other}"),
+                })
+                .collect(),
+            other => panic!("unexpected sqlite3 -json output {other}"),
+        }
+    }
+
+    /// User tables (excluding SQLite's own `sqlite_*` tables such as `sqlite_sequence` and `sqlite_stat1`), sorted.
+    pub fn tables(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .query_json("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+            .into_iter()
+            .map(|r| r["name"].as_str().expect("name").to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether a table of that name exists.
+    pub fn has_table(&self, table: &str) -> bool {
+        self.tables().iter().any(|t| t == table)
+    }
+
+    /// `(column name, declared type)` in table order (`PRAGMA table_info`).
+    pub fn columns(&self, table: &str) -> Vec<(String, String)> {
+        self.query_json(&format!(
+            "SELECT name, type FROM pragma_table_info('{}') ORDER BY cid",
+            table.replace('\'', "''")
+        ))
+        .into_iter()
+        .map(|r| {
+            (
+                r["name"].as_str().expect("name").to_string(),
+                r["type"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+    }
+
+    /// `count(*)` of a table.
+    pub fn count(&self, table: &str) -> i64 {
+        let rows = self.query_json(&format!("SELECT count(*) AS n FROM {}", quote_ident(table)));
+        rows[0]["n"].as_i64().expect("count")
+    }
+
+    /// Every row of `table` in canonical form: one JSON array per row, values in the order of `cols`
+    /// (converted per [`ColKind`]), rows sorted. A column in `cols` that the SQLite table lacks reads as NULL.
+    pub fn rows(&self, table: &str, cols: &[(String, ColKind)]) -> Vec<String> {
+        let present: HashSet<String> = self.columns(table).into_iter().map(|(n, _)| n).collect();
+        let select: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                if present.contains(name) {
+                    let q = quote_ident(name);
+                    format!(
+                        "typeof({q}) AS t{i}, CASE typeof({q}) WHEN 'blob' THEN hex({q}) \
+                         WHEN 'real' THEN printf('%!.17g', {q}) ELSE {q} END AS v{i}"
+                    )
+                } else {
+                    format!("'null' AS t{i}, NULL AS v{i}")
+                }
+            })
+            .collect();
+        if select.is_empty() {
+            return Vec::new();
+        }
+        let sql = format!("SELECT {} FROM {}", select.join(", "), quote_ident(table));
+        let mut rows: Vec<String> = self
+            .query_json(&sql)
+            .into_iter()
+            .map(|r| {
+                let vals: Vec<Value> = cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, kind))| {
+                        let storage = r[&format!("t{i}")].as_str().unwrap_or("null");
+                        canonical_sqlite_value(*kind, storage, &r[&format!("v{i}")])
+                    })
+                    .collect();
+                Value::Array(vals).to_string()
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+}
+
+/// User tables of a SQLite file (read from a snapshot), sorted. SQLite's internal `sqlite_*` tables are left out.
+pub fn sqlite_tables(db_file: &Path) -> Vec<String> {
+    SqliteSnapshot::new(db_file).tables()
+}
+
+/// Every row of `table` in `db_file` in canonical form (see [`SqliteSnapshot::rows`]). Column kinds come from
+/// schema-facts.json when the file name gives a known kind and the table is known there. Otherwise they
+/// come from the SQLite declared types ([`ColKind::from_sqlite_decl`]).
+pub fn sqlite_rows(db_file: &Path, table: &str) -> Vec<String> {
+    let snap = SqliteSnapshot::new(db_file);
+    let cols = match kind_for_sqlite_file(db_file) {
+        Some(kind) if schema_facts()[kind]["postgres"].get(table).is_some() => {
+            facts_columns(kind, table)
+        }
+        _ => snap
+            .columns(table)
+            .into_iter()
+            .map(|(n, t)| {
+                let k = ColKind::from_sqlite_decl(&t);
+                (n, k)
+            })
+            .collect(),
+    };
+    snap.rows(table, &cols)
+}
+
+/// Every row of `public.table` in PostgreSQL database `db`, in the same canonical form as
+/// [`SqliteSnapshot::rows`], for the given columns. Rows are sorted. Errors (missing table or column)
+/// come back as `Err(psql stderr)`.
+pub fn try_pg_rows(
+    pg: &PgCluster,
+    db: &str,
+    table: &str,
+    cols: &[(String, ColKind)],
+) -> Result<Vec<String>, String> {
+    let select: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (name, kind))| {
+            let q = quote_ident(name);
+            let expr = match kind {
+                ColKind::Bool | ColKind::Int => q,
+                ColKind::Timestamp => format!("(extract(epoch FROM {q}) * 1000000)::bigint"),
+                ColKind::Float | ColKind::Json | ColKind::Uuid | ColKind::Text => {
+                    format!("{q}::text")
+                }
+            };
+            format!("{expr} AS v{i}")
+        })
+        .collect();
+    if select.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT coalesce(json_agg(t), '[]'::json) FROM (SELECT {} FROM public.{}) t",
+        select.join(", "),
+        quote_ident(table)
+    );
+    let text = pg.try_psql(db, &sql)?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("psql output is not JSON ({e}): {text}"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("expected a JSON array, got {text}"))?;
+    let mut rows: Vec<String> = arr
+        .iter()
+        .map(|r| {
+            let vals: Vec<Value> = cols
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| canonical_pg_value(*kind, &r[format!("v{i}").as_str()]))
+                .collect();
+            Value::Array(vals).to_string()
+        })
+        .collect();
+    rows.sort();
+    Ok(rows)
+}
+
+/// Like [`try_pg_rows`], but panics on error.
+#[track_caller]
+pub fn pg_rows(pg: &PgCluster, db: &str, table: &str, cols: &[(String, ColKind)]) -> Vec<String> {
+    match try_pg_rows(pg, db, table, cols) {
+        Ok(rows) => rows,
+        Err(e) => panic!("reading {db}.{table}: {e}"),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Independent row comparison
+// ------------------------------------------------------------------------------------------------
+
+/// Compares every row of `table` between a SQLite file and a PostgreSQL database, using independent
+/// SQL on both sides and the canonical form of [`ColKind`]. The columns (and their kinds) are the
+/// reference PostgreSQL columns of the table's kind, which comes from the database name.
+/// Panics with the rows found on only one side.
+#[track_caller]
+pub fn compare_table(sqlite_file: &Path, pg: &PgCluster, pg_db: &str, table: &str) {
+    let snap = SqliteSnapshot::new(sqlite_file);
+    if let Err(msg) = compare_table_in(&snap, pg, pg_db, table) {
+        panic!("{msg}");
+    }
+}
+
+/// [`compare_table`] on an existing snapshot. Returns the number of rows compared, or a report.
+/// A table that the SQLite file lacks must be empty in PostgreSQL.
+pub fn compare_table_in(
+    snap: &SqliteSnapshot,
+    pg: &PgCluster,
+    pg_db: &str,
+    table: &str,
+) -> Result<usize, String> {
+    let kind = kind_for_pg_db(pg_db);
+    let cols = facts_columns(kind, table);
+    let sqlite = if snap.has_table(table) {
+        snap.rows(table, &cols)
+    } else {
+        Vec::new()
+    };
+    let pgr = try_pg_rows(pg, pg_db, table, &cols).map_err(|e| format!("{pg_db}.{table}: {e}"))?;
+    if sqlite == pgr {
+        return Ok(sqlite.len());
+    }
+    let (only_sqlite, only_pg) = multiset_diff(&sqlite, &pgr);
+    let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+    let mut msg = format!(
+        "rows differ: {} {table} (SQLite {} rows) vs {pg_db}.{table} (PostgreSQL {} rows)\n  columns: {names:?}\n",
+        snap.source().display(),
+        sqlite.len(),
+        pgr.len()
+    );
+    msg.push_str(&format!("  only in SQLite ({}):\n", only_sqlite.len()));
+    for r in only_sqlite.iter().take(5) {
+        msg.push_str(&format!("    {r}\n"));
+    }
+    msg.push_str(&format!("  only in PostgreSQL ({}):\n", only_pg.len()));
+    for r in only_pg.iter().take(5) {
+        msg.push_str(&format!("    {r}\n"));
+    }
+    if let (Some(a), Some(b)) = (only_sqlite.first(), only_pg.first()) {
+        let a: Vec<Value> = serde_json::from_str(a).unwrap_or_default();
+        let b: Vec<Value> = serde_json::from_str(b).unwrap_or_default();
+        let diffs: Vec<String> = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| a.get(*i) != b.get(*i))
+            .map(|(i, n)| {
+                format!(
+                    "{n}: sqlite={} pg={}",
+                    a.get(i).unwrap_or(&Value::Null),
+                    b.get(i).unwrap_or(&Value::Null)
+                )
+            })
+            .collect();
+        msg.push_str(&format!("  first pair differs in: {}\n", diffs.join("; ")));
+    }
+    Err(msg)
+}
+
+/// The `(SQLite file, PostgreSQL database)` pairs of a data dir: server, service, certificate-manager,
+/// then `data/<appDid>/blocklet.db` → `blocklet_db_<appDid>` for each app directory that has a `blocklet.db`.
+pub fn migration_targets(data_dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut v = vec![
+        (
+            data_dir.join("core").join("server.db"),
+            "server_db".to_string(),
+        ),
+        (
+            data_dir.join("services").join("service.db"),
+            "service_db".to_string(),
+        ),
+        (
+            data_dir
+                .join("modules")
+                .join("certificate-manager")
+                .join("module.db"),
+            "module_db".to_string(),
+        ),
+    ];
+    let mut apps: Vec<PathBuf> = fs::read_dir(data_dir.join("data"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    apps.sort();
+    for app in apps {
+        let db = app.join("blocklet.db");
+        if db.is_file() {
+            let did = app
+                .file_name()
+                .expect("dir name")
+                .to_string_lossy()
+                .into_owned();
+            v.push((db, format!("blocklet_db_{did}")));
+        }
+    }
+    v
+}
+
+/// Runs [`compare_table_in`] for every table of every database kind (see [`migration_targets`]). The
+/// tables are those that schema-facts.json lists for the kind, without `SequelizeMeta`.
+/// Collects every mismatch and then panics with all of them.
+/// Returns `(database, table, rows compared)`.
+#[track_caller]
+pub fn compare_all(data_dir: &Path, pg: &PgCluster) -> Vec<(String, String, usize)> {
+    let mut summary = Vec::new();
+    let mut failures = Vec::new();
+    for (file, db) in migration_targets(data_dir) {
+        let kind = kind_for_pg_db(&db);
+        let snap = SqliteSnapshot::new(&file);
+        for table in facts_tables(kind) {
+            match compare_table_in(&snap, pg, &db, &table) {
+                Ok(n) => summary.push((db.clone(), table, n)),
+                Err(msg) => failures.push(msg),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} table(s) differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    summary
+}
+
+/// The set of `(database, table)` names a [`compare_all`] summary covered; handy for asserts.
+pub fn summary_tables(summary: &[(String, String, usize)]) -> BTreeSet<(String, String)> {
+    summary
+        .iter()
+        .map(|(d, t, _)| (d.clone(), t.clone()))
+        .collect()
+}
