@@ -33,7 +33,11 @@ pub struct KindFacts {
 
 macro_rules! schema_file {
     ($name:literal) => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/blocklet-1.17.12/", $name))
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/blocklet-1.17.12/",
+            $name
+        ))
     };
 }
 
@@ -86,7 +90,10 @@ pub struct Catalog {
 
 impl Kind {
     pub fn facts(self) -> &'static KindFacts {
-        KINDS.iter().find(|k| k.kind == self).expect("every kind has facts")
+        KINDS
+            .iter()
+            .find(|k| k.kind == self)
+            .expect("every kind has facts")
     }
 
     /// The parsed catalog of this kind.
@@ -95,7 +102,13 @@ impl Kind {
         let all = CATALOGS.get_or_init(|| {
             KINDS
                 .iter()
-                .map(|f| (f.kind, Catalog::build(f).unwrap_or_else(|e| panic!("embedded {} schema: {e}", f.group))))
+                .map(|f| {
+                    (
+                        f.kind,
+                        Catalog::build(f)
+                            .unwrap_or_else(|e| panic!("embedded {} schema: {e}", f.group)),
+                    )
+                })
                 .collect()
         });
         &all[&self]
@@ -105,9 +118,19 @@ impl Kind {
 impl Catalog {
     fn build(facts: &'static KindFacts) -> Result<Catalog, String> {
         let schema = PgSchema::parse(facts.pg_dump)?;
-        let migrations = facts.migrations.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let migrations = facts
+            .migrations
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         let load_order = load_order(&schema)?;
-        Ok(Catalog { facts, schema, migrations, load_order })
+        Ok(Catalog {
+            facts,
+            schema,
+            migrations,
+            load_order,
+        })
     }
 
     pub fn table(&self, name: &str) -> Option<&PgTable> {
@@ -118,8 +141,14 @@ impl Catalog {
 /// Tables sorted so that every table comes after the tables its foreign keys reference
 /// (self-references aside); ties keep the dump's (alphabetical) order.
 pub fn load_order(schema: &PgSchema) -> Result<Vec<String>, String> {
-    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).filter(|n| *n != META_TABLE).collect();
-    let mut parents: BTreeMap<&str, BTreeSet<&str>> = names.iter().map(|n| (*n, BTreeSet::new())).collect();
+    let names: Vec<&str> = schema
+        .tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| *n != META_TABLE)
+        .collect();
+    let mut parents: BTreeMap<&str, BTreeSet<&str>> =
+        names.iter().map(|n| (*n, BTreeSet::new())).collect();
     for fk in &schema.foreign_keys {
         if fk.table != fk.ref_table
             && let Some(p) = parents.get_mut(fk.table.as_str())
@@ -131,7 +160,10 @@ pub fn load_order(schema: &PgSchema) -> Result<Vec<String>, String> {
     while done.len() < names.len() {
         let next = names
             .iter()
-            .find(|n| !done.iter().any(|d| d == *n) && parents[*n].iter().all(|p| done.iter().any(|d| d == p)))
+            .find(|n| {
+                !done.iter().any(|d| d == *n)
+                    && parents[*n].iter().all(|p| done.iter().any(|d| d == p))
+            })
             .ok_or("foreign keys form a cycle")?;
         done.push(next.to_string());
     }
@@ -143,12 +175,20 @@ mod tests {
     use super::*;
 
     fn pos(order: &[String], t: &str) -> usize {
-        order.iter().position(|x| x == t).unwrap_or_else(|| panic!("{t} missing"))
+        order
+            .iter()
+            .position(|x| x == t)
+            .unwrap_or_else(|| panic!("{t} missing"))
     }
 
     #[test]
     fn every_embedded_schema_parses_with_the_expected_tables() {
-        let counts = [(Kind::Server, 28, 74), (Kind::Service, 1, 4), (Kind::Blocklet, 28, 79), (Kind::CertificateManager, 4, 5)];
+        let counts = [
+            (Kind::Server, 28, 74),
+            (Kind::Service, 1, 4),
+            (Kind::Blocklet, 28, 79),
+            (Kind::CertificateManager, 4, 5),
+        ];
         for (kind, tables, migrations) in counts {
             let c = kind.catalog();
             assert_eq!(c.load_order.len(), tables, "{kind:?}");
@@ -173,13 +213,35 @@ mod tests {
     #[test]
     fn facts_match_the_reference() {
         let server = Kind::Server.catalog();
-        let seqs: Vec<&str> = server.schema.sequences.iter().map(|s| s.table.as_str()).collect();
-        assert_eq!(seqs, vec!["blacklists", "passport_logs", "runtime_insights", "tags"]);
-        assert_eq!(server.schema.enums["enum_notifications_feedType"], vec!["graphic", "data_tracker", ""]);
-        assert_eq!(Kind::Blocklet.catalog().schema.enums["enum_notifications_feedType"], vec!["graphic", "data-tracker", ""]);
+        let seqs: Vec<&str> = server
+            .schema
+            .sequences
+            .iter()
+            .map(|s| s.table.as_str())
+            .collect();
+        assert_eq!(
+            seqs,
+            vec!["blacklists", "passport_logs", "runtime_insights", "tags"]
+        );
+        assert_eq!(
+            server.schema.enums["enum_notifications_feedType"],
+            vec!["graphic", "data_tracker", ""]
+        );
+        assert_eq!(
+            Kind::Blocklet.catalog().schema.enums["enum_notifications_feedType"],
+            vec!["graphic", "data-tracker", ""]
+        );
         let tagging = server.table("tagging").unwrap();
         assert!(tagging.primary_key().is_none());
         assert_eq!(tagging.identity_columns(), vec!["tagId", "taggableId"]);
-        assert_eq!(server.table("org_resources").unwrap().primary_key().unwrap().columns, vec!["id", "orgId", "resourceId"]);
+        assert_eq!(
+            server
+                .table("org_resources")
+                .unwrap()
+                .primary_key()
+                .unwrap()
+                .columns,
+            vec!["id", "orgId", "resourceId"]
+        );
     }
 }

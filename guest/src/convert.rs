@@ -30,7 +30,11 @@ pub struct Converted {
 }
 
 /// Convert a source batch whose columns are `targets` (same order).
-pub fn to_postgres(src: &Batch, targets: &[&PgColumn], enums: &BTreeMap<String, Vec<String>>) -> Converted {
+pub fn to_postgres(
+    src: &Batch,
+    targets: &[&PgColumn],
+    enums: &BTreeMap<String, Vec<String>>,
+) -> Converted {
     let rows = src.rows as usize;
     let mut hashes = vec![canonical::row_start(); rows];
     let mut keep = vec![true; rows];
@@ -45,7 +49,11 @@ pub fn to_postgres(src: &Batch, targets: &[&PgColumn], enums: &BTreeMap<String, 
                 Err(reason) => {
                     out.push(Value::Null);
                     keep[i] = false;
-                    rejections.push(ValueRejection { row: i, column: c, reason });
+                    rejections.push(ValueRejection {
+                        row: i,
+                        column: c,
+                        reason,
+                    });
                 }
             }
         }
@@ -57,10 +65,22 @@ pub fn to_postgres(src: &Batch, targets: &[&PgColumn], enums: &BTreeMap<String, 
         for col in &mut columns {
             col.retain_rows(&keep);
         }
-        row_hashes = row_hashes.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(h, _)| h).collect();
+        row_hashes = row_hashes
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(h, _)| h)
+            .collect();
         accepted = row_hashes.len();
     }
-    Converted { batch: Batch { rows: accepted as u32, columns }, row_hashes, rejections }
+    Converted {
+        batch: Batch {
+            rows: accepted as u32,
+            columns,
+        },
+        row_hashes,
+        rejections,
+    }
 }
 
 /// Convert one value into `out`, returning its canonical hash.
@@ -77,7 +97,9 @@ pub fn convert_value(
             }
             Value::Null
         }
-        (PgType::Varchar(_) | PgType::Text, Value::Text(b)) => Value::Text(checked_text(b, &target.ty)?),
+        (PgType::Varchar(_) | PgType::Text, Value::Text(b)) => {
+            Value::Text(checked_text(b, &target.ty)?)
+        }
         (PgType::Varchar(_) | PgType::Text, Value::Integer(n)) => {
             // TEXT affinity stores numbers as their decimal text; an integer here means the
             // same text, so write exactly that.
@@ -88,16 +110,26 @@ pub fn convert_value(
         }
         (PgType::Enum(name), Value::Text(b)) => {
             let s = utf8(b)?;
-            let labels = enums.get(name).ok_or_else(|| format!("unknown enum type {name}"))?;
+            let labels = enums
+                .get(name)
+                .ok_or_else(|| format!("unknown enum type {name}"))?;
             if !labels.iter().any(|l| l == s) {
-                return Err(format!("{s:?} is not a value of {name} ({})", quoted_list(labels)));
+                return Err(format!(
+                    "{s:?} is not a value of {name} ({})",
+                    quoted_list(labels)
+                ));
             }
             Value::Text(b)
         }
-        (PgType::SmallInt | PgType::Integer | PgType::BigInt, Value::Integer(n)) => Value::Integer(int_in_range(n, &target.ty)?),
+        (PgType::SmallInt | PgType::Integer | PgType::BigInt, Value::Integer(n)) => {
+            Value::Integer(int_in_range(n, &target.ty)?)
+        }
         (PgType::SmallInt | PgType::Integer | PgType::BigInt, Value::Real(f)) => {
             if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.0e15 {
-                return Err(format!("{f} is not a whole number for a {} column", type_name(&target.ty)));
+                return Err(format!(
+                    "{f} is not a whole number for a {} column",
+                    type_name(&target.ty)
+                ));
             }
             Value::Integer(int_in_range(f as i64, &target.ty)?)
         }
@@ -112,7 +144,12 @@ pub fn convert_value(
         (PgType::Boolean, Value::Text(b)) => match b {
             b"true" | b"1" => Value::Boolean(true),
             b"false" | b"0" => Value::Boolean(false),
-            _ => return Err(format!("{:?} is not a boolean (0/1)", String::from_utf8_lossy(b))),
+            _ => {
+                return Err(format!(
+                    "{:?} is not a boolean (0/1)",
+                    String::from_utf8_lossy(b)
+                ));
+            }
         },
         (PgType::Boolean, Value::Integer(n)) => return Err(format!("{n} is not a boolean (0/1)")),
         (PgType::Json | PgType::Jsonb, Value::Text(b) | Value::Blob(b) | Value::Json(b)) => {
@@ -128,13 +165,16 @@ pub fn convert_value(
             return Ok(json_hash(&serde_json::Value::from(n)));
         }
         (PgType::Json | PgType::Jsonb, Value::Real(f)) => {
-            let n = serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a JSON number"))?;
+            let n = serde_json::Number::from_f64(f)
+                .ok_or_else(|| format!("{f} is not a JSON number"))?;
             let s = n.to_string();
             out.push(Value::Json(s.as_bytes()));
             return Ok(json_hash(&serde_json::Value::Number(n)));
         }
         (PgType::TimestampTz, Value::Text(b)) => Value::Timestamp(timestamp::parse_text(utf8(b)?)?),
-        (PgType::TimestampTz, Value::Integer(n)) => Value::Timestamp(timestamp::from_epoch(n as f64)?),
+        (PgType::TimestampTz, Value::Integer(n)) => {
+            Value::Timestamp(timestamp::from_epoch(n as f64)?)
+        }
         (PgType::TimestampTz, Value::Real(f)) => Value::Timestamp(timestamp::from_epoch(f)?),
         (PgType::TimestampTz, Value::Timestamp(t)) => Value::Timestamp(t),
         (PgType::Uuid, Value::Text(b)) => {
@@ -144,14 +184,21 @@ pub fn convert_value(
         }
         (PgType::Bytea, Value::Blob(b)) => Value::Blob(b),
         (PgType::Other(name), _) => return Err(format!("the target type {name} is not supported")),
-        (ty, v) => return Err(format!("{} value in a column of type {}", source_kind(v), type_name(ty))),
+        (ty, v) => {
+            return Err(format!(
+                "{} value in a column of type {}",
+                source_kind(v),
+                type_name(ty)
+            ));
+        }
     };
     out.push(converted);
     value_hash(converted)
 }
 
 fn utf8(b: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(b).map_err(|e| format!("text is not valid UTF-8 (at byte {})", e.valid_up_to()))
+    std::str::from_utf8(b)
+        .map_err(|e| format!("text is not valid UTF-8 (at byte {})", e.valid_up_to()))
 }
 
 fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
@@ -162,7 +209,9 @@ fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
     if let PgType::Varchar(Some(max)) = ty {
         let n = s.chars().count();
         if n > *max as usize {
-            return Err(format!("text of {n} characters is longer than varchar({max})"));
+            return Err(format!(
+                "text of {n} characters is longer than varchar({max})"
+            ));
         }
     }
     Ok(b)
@@ -210,7 +259,11 @@ pub fn canonical_uuid(s: &str) -> Result<String, String> {
 }
 
 fn quoted_list(labels: &[String]) -> String {
-    labels.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ")
+    labels
+        .iter()
+        .map(|l| format!("'{l}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn source_kind(v: Value<'_>) -> &'static str {
@@ -265,11 +318,19 @@ mod tests {
     use super::*;
 
     fn col(ty: PgType, not_null: bool) -> PgColumn {
-        PgColumn { name: "c".into(), ty, not_null, default: None }
+        PgColumn {
+            name: "c".into(),
+            ty,
+            not_null,
+            default: None,
+        }
     }
 
     fn enums() -> BTreeMap<String, Vec<String>> {
-        BTreeMap::from([("enum_feed".to_string(), vec!["graphic".to_string(), "".to_string()])])
+        BTreeMap::from([(
+            "enum_feed".to_string(),
+            vec!["graphic".to_string(), "".to_string()],
+        )])
     }
 
     fn conv(v: Value<'_>, ty: PgType) -> Result<Value<'static>, String> {
@@ -281,42 +342,113 @@ mod tests {
 
     #[test]
     fn faithful_conversions() {
-        assert_eq!(conv(Value::Integer(1), PgType::Boolean), Ok(Value::Boolean(true)));
-        assert_eq!(conv(Value::Integer(0), PgType::Boolean), Ok(Value::Boolean(false)));
         assert_eq!(
-            conv(Value::Text(b"2026-11-25 18:55:01.750 +00:00"), PgType::TimestampTz),
+            conv(Value::Integer(1), PgType::Boolean),
+            Ok(Value::Boolean(true))
+        );
+        assert_eq!(
+            conv(Value::Integer(0), PgType::Boolean),
+            Ok(Value::Boolean(false))
+        );
+        assert_eq!(
+            conv(
+                Value::Text(b"2026-11-25 18:55:01.750 +00:00"),
+                PgType::TimestampTz
+            ),
             Ok(Value::Timestamp(1_795_632_901_750_000))
         );
-        assert_eq!(conv(Value::Text(b"{\"a\":1}"), PgType::Jsonb), Ok(Value::Json(b"{\"a\":1}")));
-        assert_eq!(conv(Value::Blob(b"[1]"), PgType::Jsonb), Ok(Value::Json(b"[1]")));
-        assert_eq!(conv(Value::Integer(5), PgType::Jsonb), Ok(Value::Json(b"5")));
-        assert_eq!(conv(Value::Integer(42), PgType::Varchar(Some(80))), Ok(Value::Text(b"42")));
-        assert_eq!(conv(Value::Real(3.0), PgType::Integer), Ok(Value::Integer(3)));
-        assert_eq!(conv(Value::Integer(3), PgType::Double), Ok(Value::Real(3.0)));
-        assert_eq!(conv(Value::Text(b"graphic"), PgType::Enum("enum_feed".into())), Ok(Value::Text(b"graphic")));
-        assert_eq!(conv(Value::Text(b""), PgType::Enum("enum_feed".into())), Ok(Value::Text(b"")));
         assert_eq!(
-            conv(Value::Text(b"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"), PgType::Uuid),
+            conv(Value::Text(b"{\"a\":1}"), PgType::Jsonb),
+            Ok(Value::Json(b"{\"a\":1}"))
+        );
+        assert_eq!(
+            conv(Value::Blob(b"[1]"), PgType::Jsonb),
+            Ok(Value::Json(b"[1]"))
+        );
+        assert_eq!(
+            conv(Value::Integer(5), PgType::Jsonb),
+            Ok(Value::Json(b"5"))
+        );
+        assert_eq!(
+            conv(Value::Integer(42), PgType::Varchar(Some(80))),
+            Ok(Value::Text(b"42"))
+        );
+        assert_eq!(
+            conv(Value::Real(3.0), PgType::Integer),
+            Ok(Value::Integer(3))
+        );
+        assert_eq!(
+            conv(Value::Integer(3), PgType::Double),
+            Ok(Value::Real(3.0))
+        );
+        assert_eq!(
+            conv(Value::Text(b"graphic"), PgType::Enum("enum_feed".into())),
+            Ok(Value::Text(b"graphic"))
+        );
+        assert_eq!(
+            conv(Value::Text(b""), PgType::Enum("enum_feed".into())),
+            Ok(Value::Text(b""))
+        );
+        assert_eq!(
+            conv(
+                Value::Text(b"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
+                PgType::Uuid
+            ),
             Ok(Value::Text(b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"))
         );
-        assert_eq!(conv(Value::Text("héllo".as_bytes()), PgType::Varchar(Some(5))), Ok(Value::Text("héllo".as_bytes())));
+        assert_eq!(
+            conv(Value::Text("héllo".as_bytes()), PgType::Varchar(Some(5))),
+            Ok(Value::Text("héllo".as_bytes()))
+        );
     }
 
     #[test]
     fn refusals_carry_reasons() {
         let cases: Vec<(Value<'static>, PgType, &str)> = vec![
             (Value::Text(b"{not json"), PgType::Jsonb, "invalid JSON"),
-            (Value::Text(b"{\"a\":\"\\u0000\"}"), PgType::Jsonb, "\\u0000"),
-            (Value::Text(b"Invalid date"), PgType::TimestampTz, "timestamp"),
+            (
+                Value::Text(b"{\"a\":\"\\u0000\"}"),
+                PgType::Jsonb,
+                "\\u0000",
+            ),
+            (
+                Value::Text(b"Invalid date"),
+                PgType::TimestampTz,
+                "timestamp",
+            ),
             (Value::Text(b""), PgType::TimestampTz, "empty"),
-            (Value::Text(b"gallery"), PgType::Enum("enum_feed".into()), "not a value of enum_feed"),
-            (Value::Text(b"abcdef"), PgType::Varchar(Some(5)), "longer than varchar(5)"),
+            (
+                Value::Text(b"gallery"),
+                PgType::Enum("enum_feed".into()),
+                "not a value of enum_feed",
+            ),
+            (
+                Value::Text(b"abcdef"),
+                PgType::Varchar(Some(5)),
+                "longer than varchar(5)",
+            ),
             (Value::Text(b"a\0b"), PgType::Text, "NUL"),
             (Value::Text(b"\xff\xfe"), PgType::Text, "UTF-8"),
-            (Value::Blob(b"abc"), PgType::Text, "BLOB value in a column of type text"),
-            (Value::Integer(3_000_000_000), PgType::Integer, "out of range for integer"),
-            (Value::Integer(40_000), PgType::SmallInt, "out of range for smallint"),
-            (Value::Text(b"12abc"), PgType::Integer, "text value in a column of type integer"),
+            (
+                Value::Blob(b"abc"),
+                PgType::Text,
+                "BLOB value in a column of type text",
+            ),
+            (
+                Value::Integer(3_000_000_000),
+                PgType::Integer,
+                "out of range for integer",
+            ),
+            (
+                Value::Integer(40_000),
+                PgType::SmallInt,
+                "out of range for smallint",
+            ),
+            (
+                Value::Text(b"12abc"),
+                PgType::Integer,
+                "text value in a column of type integer",
+            ),
             (Value::Integer(2), PgType::Boolean, "not a boolean"),
             (Value::Real(1.5), PgType::Integer, "not a whole number"),
             (Value::Real(f64::NAN), PgType::Jsonb, "not a JSON number"),
@@ -325,7 +457,10 @@ mod tests {
         ];
         for (v, ty, want) in cases {
             let err = conv(v, ty.clone()).expect_err(&format!("{v:?} into {ty:?} must be refused"));
-            assert!(err.contains(want), "{v:?} into {ty:?}: {err:?} should mention {want:?}");
+            assert!(
+                err.contains(want),
+                "{v:?} into {ty:?}: {err:?} should mention {want:?}"
+            );
         }
     }
 
@@ -344,7 +479,10 @@ mod tests {
             a.push(Value::Integer(x));
             b.push(Value::Text(y));
         }
-        let src = Batch { rows: 3, columns: vec![a, b] };
+        let src = Batch {
+            rows: 3,
+            columns: vec![a, b],
+        };
         let (ca, cb) = (col(PgType::Integer, true), col(PgType::Jsonb, false));
         let out = to_postgres(&src, &[&ca, &cb], &enums());
         assert_eq!(out.batch.rows, 2);
@@ -360,9 +498,24 @@ mod tests {
     fn converted_hash_equals_read_back_hash() {
         // What the target returns (jsonb normalised, uuid lower-case) hashes like what was sent.
         let mut out = Column::default();
-        let sent = convert_value(Value::Text(b"{\"b\": 1, \"a\": 2}"), &col(PgType::Jsonb, false), &enums(), &mut out).unwrap();
-        assert_eq!(sent, value_hash(Value::Json(b"{\"a\": 2, \"b\": 1}")).unwrap());
-        let sent = convert_value(Value::Integer(1), &col(PgType::Boolean, false), &enums(), &mut out).unwrap();
+        let sent = convert_value(
+            Value::Text(b"{\"b\": 1, \"a\": 2}"),
+            &col(PgType::Jsonb, false),
+            &enums(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            sent,
+            value_hash(Value::Json(b"{\"a\": 2, \"b\": 1}")).unwrap()
+        );
+        let sent = convert_value(
+            Value::Integer(1),
+            &col(PgType::Boolean, false),
+            &enums(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(sent, value_hash(Value::Boolean(true)).unwrap());
     }
 }

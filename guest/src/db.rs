@@ -66,10 +66,20 @@ pub trait Database {
     fn list_tables(&self) -> Result<Vec<String>, DbError>;
     fn describe_table(&self, table: &str) -> Result<Option<TableInfo>, DbError>;
     fn count_rows(&self, table: &str) -> Result<u64, DbError>;
-    fn read(&self, table: &str, columns: &[String], order_by: &[String], batch_rows: u32) -> Result<Box<dyn Cursor + '_>, DbError>;
+    fn read(
+        &self,
+        table: &str,
+        columns: &[String],
+        order_by: &[String],
+        batch_rows: u32,
+    ) -> Result<Box<dyn Cursor + '_>, DbError>;
     fn execute(&self, statement: &str) -> Result<u64, DbError>;
     fn query(&self, statement: &str) -> Result<Batch, DbError>;
-    fn bulk_load(&self, table: &str, columns: &[String]) -> Result<Box<dyn BulkWriter + '_>, DbError>;
+    fn bulk_load(
+        &self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<Box<dyn BulkWriter + '_>, DbError>;
 }
 
 /// A row that cannot be migrated faithfully (WIT `rejected-row`).

@@ -141,7 +141,8 @@ impl PgSchema {
     fn add(&mut self, sql: String) -> Result<(), String> {
         let mut enforces = None;
         let head: String = sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-        let phase = if head.starts_with("SET ") || head.starts_with("SELECT pg_catalog.set_config") {
+        let phase = if head.starts_with("SET ") || head.starts_with("SELECT pg_catalog.set_config")
+        {
             return Ok(()); // session settings of the dump itself
         } else if head.starts_with("CREATE TYPE") {
             let (name, labels) = parse_enum(&sql)?;
@@ -178,9 +179,16 @@ impl PgSchema {
         } else if head.starts_with("COMMENT ON") {
             Phase::PreData
         } else {
-            return Err(format!("unexpected statement in schema dump: {}", first_line(&sql)));
+            return Err(format!(
+                "unexpected statement in schema dump: {}",
+                first_line(&sql)
+            ));
         };
-        self.statements.push(Statement { phase, sql, enforces });
+        self.statements.push(Statement {
+            phase,
+            sql,
+            enforces,
+        });
         Ok(())
     }
 
@@ -203,7 +211,9 @@ pub fn split_statements(dump: &str) -> Vec<String> {
     let mut cur = String::new();
     for line in dump.lines() {
         let trimmed = line.trim();
-        if cur.is_empty() && (trimmed.is_empty() || trimmed.starts_with("--") || trimmed.starts_with('\\')) {
+        if cur.is_empty()
+            && (trimmed.is_empty() || trimmed.starts_with("--") || trimmed.starts_with('\\'))
+        {
             continue;
         }
         if !cur.is_empty() {
@@ -287,7 +297,8 @@ fn parse_enum(sql: &str) -> Result<(String, Vec<String>), String> {
         .strip_prefix("CREATE TYPE ")
         .and_then(|r| r.split(" AS ENUM").next())
         .ok_or_else(|| format!("cannot read enum: {}", first_line(sql)))?;
-    let body = parenthesised(sql).ok_or_else(|| format!("cannot read enum labels: {}", first_line(sql)))?;
+    let body = parenthesised(sql)
+        .ok_or_else(|| format!("cannot read enum labels: {}", first_line(sql)))?;
     let labels = split_top_level(body)
         .iter()
         .map(|l| l.trim().trim_matches('\'').replace("''", "'"))
@@ -306,7 +317,11 @@ fn parse_table(sql: &str) -> Result<PgTable, String> {
         .iter()
         .map(|def| parse_column(def).map_err(|e| format!("table {name}: {e}")))
         .collect::<Result<_, _>>()?;
-    Ok(PgTable { name, columns, unique_keys: Vec::new() })
+    Ok(PgTable {
+        name,
+        columns,
+        unique_keys: Vec::new(),
+    })
 }
 
 fn parse_column(def: &str) -> Result<PgColumn, String> {
@@ -315,7 +330,10 @@ fn parse_column(def: &str) -> Result<PgColumn, String> {
         (r[..end].to_string(), r[end + 1..].trim())
     } else {
         let mut it = def.splitn(2, ' ');
-        (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").trim())
+        (
+            it.next().unwrap_or("").to_string(),
+            it.next().unwrap_or("").trim(),
+        )
     };
     let mut rest = rest.to_string();
     let not_null = rest.ends_with(" NOT NULL");
@@ -323,17 +341,30 @@ fn parse_column(def: &str) -> Result<PgColumn, String> {
         rest.truncate(rest.len() - " NOT NULL".len());
     }
     let (ty, default) = match rest.find(" DEFAULT ") {
-        Some(i) => (rest[..i].to_string(), Some(rest[i + " DEFAULT ".len()..].to_string())),
+        Some(i) => (
+            rest[..i].to_string(),
+            Some(rest[i + " DEFAULT ".len()..].to_string()),
+        ),
         None => (rest.clone(), None),
     };
-    Ok(PgColumn { name, ty: pg_type(&ty), not_null, default })
+    Ok(PgColumn {
+        name,
+        ty: pg_type(&ty),
+        not_null,
+        default,
+    })
 }
 
 /// Map a dumped type name to [`PgType`].
 pub fn pg_type(ty: &str) -> PgType {
     let ty = ty.trim();
     if let Some(n) = ty.strip_prefix("character varying") {
-        let len = n.trim().trim_start_matches('(').trim_end_matches(')').parse().ok();
+        let len = n
+            .trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .parse()
+            .ok();
         return PgType::Varchar(len);
     }
     match ty {
@@ -359,9 +390,17 @@ fn parse_owned_by(sql: &str) -> Result<OwnedSequence, String> {
     let err = || format!("cannot read sequence: {}", first_line(sql));
     let rest = sql.strip_prefix("ALTER SEQUENCE ").ok_or_else(err)?;
     let (seq, owner) = rest.split_once(" OWNED BY ").ok_or_else(err)?;
-    let owner = owner.trim().trim_end_matches(';').strip_prefix("public.").ok_or_else(err)?;
+    let owner = owner
+        .trim()
+        .trim_end_matches(';')
+        .strip_prefix("public.")
+        .ok_or_else(err)?;
     let (table, column) = split_qualified(owner).ok_or_else(err)?;
-    Ok(OwnedSequence { name: unqualify(seq), table, column })
+    Ok(OwnedSequence {
+        name: unqualify(seq),
+        table,
+        column,
+    })
 }
 
 /// `tags.id`, `"a"."b"` → (`tags`, `id`).
@@ -382,7 +421,9 @@ fn split_qualified(s: &str) -> Option<(String, String)> {
 
 /// `ALTER TABLE ONLY public.t` → `t`.
 fn altered_table(sql: &str) -> Option<String> {
-    let rest = sql.strip_prefix("ALTER TABLE ONLY ").or_else(|| sql.strip_prefix("ALTER TABLE "))?;
+    let rest = sql
+        .strip_prefix("ALTER TABLE ONLY ")
+        .or_else(|| sql.strip_prefix("ALTER TABLE "))?;
     let name = rest.split_whitespace().next()?;
     Some(unqualify(name))
 }
@@ -400,8 +441,16 @@ fn parse_constraint(sql: &str) -> Result<(String, UniqueKey), String> {
     if !primary && !sql.contains(" UNIQUE ") {
         return Err(err());
     }
-    let cols = parenthesised(&sql[sql.find("ADD CONSTRAINT").ok_or_else(err)?..]).ok_or_else(err)?;
-    Ok((table, UniqueKey { name, columns: column_list(cols), primary }))
+    let cols =
+        parenthesised(&sql[sql.find("ADD CONSTRAINT").ok_or_else(err)?..]).ok_or_else(err)?;
+    Ok((
+        table,
+        UniqueKey {
+            name,
+            columns: column_list(cols),
+            primary,
+        },
+    ))
 }
 
 fn parse_unique_index(sql: &str) -> Option<(String, UniqueKey)> {
@@ -413,7 +462,14 @@ fn parse_unique_index(sql: &str) -> Option<(String, UniqueKey)> {
     if cols.contains('(') {
         return None;
     }
-    Some((table, UniqueKey { name: unquote(name), columns: column_list(cols), primary: false }))
+    Some((
+        table,
+        UniqueKey {
+            name: unquote(name),
+            columns: column_list(cols),
+            primary: false,
+        },
+    ))
 }
 
 fn parse_foreign_key(sql: &str) -> Result<ForeignKey, String> {
@@ -425,7 +481,13 @@ fn parse_foreign_key(sql: &str) -> Result<ForeignKey, String> {
     let refs = &fk[fk.find("REFERENCES ").ok_or_else(err)? + "REFERENCES ".len()..];
     let ref_table = unqualify(&refs[..refs.find('(').ok_or_else(err)?]);
     let ref_columns = column_list(parenthesised(refs).ok_or_else(err)?);
-    Ok(ForeignKey { name, table, columns, ref_table, ref_columns })
+    Ok(ForeignKey {
+        name,
+        table,
+        columns,
+        ref_table,
+        ref_columns,
+    })
 }
 
 #[cfg(test)]
@@ -480,18 +542,40 @@ ALTER TABLE ONLY public.tags
         assert_eq!(t.columns.len(), 6);
         assert_eq!(t.column("title").unwrap().ty, PgType::Varchar(Some(64)));
         assert!(t.column("title").unwrap().not_null);
-        assert_eq!(t.column("kind").unwrap().ty, PgType::Enum("enum_a_b".into()));
-        assert_eq!(t.column("meta").unwrap().default.as_deref(), Some("'{}'::jsonb"));
+        assert_eq!(
+            t.column("kind").unwrap().ty,
+            PgType::Enum("enum_a_b".into())
+        );
+        assert_eq!(
+            t.column("meta").unwrap().default.as_deref(),
+            Some("'{}'::jsonb")
+        );
         assert_eq!(t.primary_key().unwrap().columns, vec!["id"]);
         assert_eq!(t.unique_keys.len(), 2);
-        assert_eq!(s.sequences, vec![OwnedSequence { name: "tags_id_seq".into(), table: "tags".into(), column: "id".into() }]);
+        assert_eq!(
+            s.sequences,
+            vec![OwnedSequence {
+                name: "tags_id_seq".into(),
+                table: "tags".into(),
+                column: "id".into()
+            }]
+        );
         assert_eq!(s.foreign_keys[0].columns, vec!["parentId"]);
         assert_eq!(s.foreign_keys[0].ref_table, "tags");
         let phases: Vec<Phase> = s.statements.iter().map(|s| s.phase).collect();
         assert_eq!(
             phases,
-            vec![Phase::PreData, Phase::PreData, Phase::PreData, Phase::PreData, Phase::PreData,
-                 Phase::PostData, Phase::PostData, Phase::PostData, Phase::ForeignKeys]
+            vec![
+                Phase::PreData,
+                Phase::PreData,
+                Phase::PreData,
+                Phase::PreData,
+                Phase::PreData,
+                Phase::PostData,
+                Phase::PostData,
+                Phase::PostData,
+                Phase::ForeignKeys
+            ]
         );
     }
 

@@ -24,7 +24,15 @@ impl api::Guest for Component {
             version: env!("CARGO_PKG_VERSION").into(),
             wit_version: crate::WIT_VERSION.into(),
             server_versions: vec![crate::catalog::SERVER_VERSION.into()],
-            migrations: KINDS.iter().map(|k| (k.group.to_string(), k.kind.catalog().migrations.len() as u32)).collect(),
+            migrations: KINDS
+                .iter()
+                .map(|k| {
+                    (
+                        k.group.to_string(),
+                        k.kind.catalog().migrations.len() as u32,
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -35,10 +43,20 @@ impl api::Guest for Component {
         }
     }
 
-    fn plan_to_postgres(index: Option<&wit_db::Handle>, files: Vec<String>) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
+    fn plan_to_postgres(
+        index: Option<&wit_db::Handle>,
+        files: Vec<String>,
+    ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         let index = index.map(WitDatabase);
-        let plan = plan::plan_to_postgres(index.as_ref().map(|d| d as &dyn db::Database), &files, &WitEvents)
-            .map_err(|message| api::Failure { message, rejected_rows: 0 })?;
+        let plan = plan::plan_to_postgres(
+            index.as_ref().map(|d| d as &dyn db::Database),
+            &files,
+            &WitEvents,
+        )
+        .map_err(|message| api::Failure {
+            message,
+            rejected_rows: 0,
+        })?;
         Ok(plan.into_iter().map(planned_to_wit).collect())
     }
 
@@ -49,23 +67,35 @@ impl api::Guest for Component {
         options: api::Options,
     ) -> Result<api::DatabaseReport, api::Failure> {
         let planned = planned_from_wit(db);
-        let options = migrate::Options { force: options.force, batch_rows: options.batch_rows.clamp(1, 100_000) };
-        migrate::migrate_to_postgres(&planned, &WitDatabase(source), &WitDatabase(target), &options, &WitEvents)
-            .map(|r| api::DatabaseReport {
-                tables: r
-                    .tables
-                    .into_iter()
-                    .map(|t| api::TableReport {
-                        table: t.table,
-                        source_rows: t.source_rows,
-                        target_rows: t.target_rows,
-                        rejected_rows: t.rejected_rows,
-                        checksum: t.checksum,
-                    })
-                    .collect(),
-                rejected_rows: r.rejected_rows,
-            })
-            .map_err(|f| api::Failure { message: f.message, rejected_rows: f.rejected_rows })
+        let options = migrate::Options {
+            force: options.force,
+            batch_rows: options.batch_rows.clamp(1, 100_000),
+        };
+        migrate::migrate_to_postgres(
+            &planned,
+            &WitDatabase(source),
+            &WitDatabase(target),
+            &options,
+            &WitEvents,
+        )
+        .map(|r| api::DatabaseReport {
+            tables: r
+                .tables
+                .into_iter()
+                .map(|t| api::TableReport {
+                    table: t.table,
+                    source_rows: t.source_rows,
+                    target_rows: t.target_rows,
+                    rejected_rows: t.rejected_rows,
+                    checksum: t.checksum,
+                })
+                .collect(),
+            rejected_rows: r.rejected_rows,
+        })
+        .map_err(|f| api::Failure {
+            message: f.message,
+            rejected_rows: f.rejected_rows,
+        })
     }
 }
 
@@ -182,7 +212,10 @@ struct WitEvents;
 
 impl db::Cursor for WitCursor {
     fn next_batch(&mut self) -> Result<Option<batch::Batch>, DbError> {
-        self.0.next_batch().map(|b| b.map(batch_from_wit)).map_err(error_from_wit)
+        self.0
+            .next_batch()
+            .map(|b| b.map(batch_from_wit))
+            .map_err(error_from_wit)
     }
 }
 
@@ -227,8 +260,17 @@ impl db::Database for WitDatabase<'_> {
         self.0.count_rows(table).map_err(error_from_wit)
     }
 
-    fn read(&self, table: &str, columns: &[String], order_by: &[String], batch_rows: u32) -> Result<Box<dyn db::Cursor + '_>, DbError> {
-        let cursor = self.0.read(table, columns, order_by, batch_rows).map_err(error_from_wit)?;
+    fn read(
+        &self,
+        table: &str,
+        columns: &[String],
+        order_by: &[String],
+        batch_rows: u32,
+    ) -> Result<Box<dyn db::Cursor + '_>, DbError> {
+        let cursor = self
+            .0
+            .read(table, columns, order_by, batch_rows)
+            .map_err(error_from_wit)?;
         Ok(Box::new(WitCursor(cursor)))
     }
 
@@ -237,10 +279,17 @@ impl db::Database for WitDatabase<'_> {
     }
 
     fn query(&self, statement: &str) -> Result<batch::Batch, DbError> {
-        self.0.query(statement).map(batch_from_wit).map_err(error_from_wit)
+        self.0
+            .query(statement)
+            .map(batch_from_wit)
+            .map_err(error_from_wit)
     }
 
-    fn bulk_load(&self, table: &str, columns: &[String]) -> Result<Box<dyn db::BulkWriter + '_>, DbError> {
+    fn bulk_load(
+        &self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<Box<dyn db::BulkWriter + '_>, DbError> {
         let writer = self.0.bulk_load(table, columns).map_err(error_from_wit)?;
         Ok(Box::new(WitWriter(writer)))
     }

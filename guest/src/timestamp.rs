@@ -24,10 +24,15 @@ pub fn parse_text(s: &str) -> Result<i64, String> {
     let year = digits(&b[0..4]).ok_or_else(fail)? as i32;
     let month = digits(&b[5..7]).ok_or_else(fail)?;
     let day = digits(&b[8..10]).ok_or_else(fail)?;
-    let date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| format!("no such date {t:?}"))?;
+    let date =
+        NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| format!("no such date {t:?}"))?;
     let mut rest = &b[10..];
     let mut time = NaiveTime::MIN;
-    if !rest.is_empty() && (rest[0] == b' ' || rest[0] == b'T') && rest.len() >= 6 && rest[3] == b':' {
+    if !rest.is_empty()
+        && (rest[0] == b' ' || rest[0] == b'T')
+        && rest.len() >= 6
+        && rest[3] == b':'
+    {
         let h = digits(&rest[1..3]).ok_or_else(fail)?;
         let m = digits(&rest[4..6]).ok_or_else(fail)?;
         rest = &rest[6..];
@@ -53,7 +58,8 @@ pub fn parse_text(s: &str) -> Result<i64, String> {
                 rest = &rest[1 + n..];
             }
         }
-        time = NaiveTime::from_hms_micro_opt(h, m, sec, micros).ok_or_else(|| format!("no such time {t:?}"))?;
+        time = NaiveTime::from_hms_micro_opt(h, m, sec, micros)
+            .ok_or_else(|| format!("no such time {t:?}"))?;
     }
     let offset_secs = parse_zone(rest).ok_or_else(fail)?;
     let naive = NaiveDateTime::new(date, time);
@@ -100,7 +106,11 @@ pub fn from_epoch(v: f64) -> Result<i64, String> {
     if !v.is_finite() {
         return Err(format!("{v} is not a timestamp"));
     }
-    let micros = if v.abs() >= EPOCH_MILLIS_THRESHOLD { v * 1_000.0 } else { v * 1_000_000.0 };
+    let micros = if v.abs() >= EPOCH_MILLIS_THRESHOLD {
+        v * 1_000.0
+    } else {
+        v * 1_000_000.0
+    };
     if micros.abs() > 9.2e18 {
         return Err(format!("epoch value {v} is out of range"));
     }
@@ -151,14 +161,27 @@ mod tests {
         ] {
             assert_eq!(parse_text(s).unwrap(), T, "{s}");
         }
-        assert_eq!(parse_text("2026-11-25").unwrap(), T - (18 * 3600 + 55 * 60 + 1) * 1_000_000 - 750_000);
+        assert_eq!(
+            parse_text("2026-11-25").unwrap(),
+            T - (18 * 3600 + 55 * 60 + 1) * 1_000_000 - 750_000
+        );
         assert_eq!(parse_text("2026-11-25 18:55").unwrap(), T - 1_750_000);
     }
 
     #[test]
     fn refuses_what_it_cannot_read_faithfully() {
-        for s in ["", "Invalid date", "null", "2026-13-01", "2026-02-30 00:00:00", "25/11/2026", "2026-11-25 25:00:00",
-            "2026-11-25 18:55:01.1234567", "2026-11-25 18:55:01 +25:00", "2026-11-25 18:55:01 junk"] {
+        for s in [
+            "",
+            "Invalid date",
+            "null",
+            "2026-13-01",
+            "2026-02-30 00:00:00",
+            "25/11/2026",
+            "2026-11-25 25:00:00",
+            "2026-11-25 18:55:01.1234567",
+            "2026-11-25 18:55:01 +25:00",
+            "2026-11-25 18:55:01 junk",
+        ] {
             assert!(parse_text(s).is_err(), "{s:?} should be refused");
         }
     }

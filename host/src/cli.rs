@@ -19,7 +19,11 @@ pub const EXIT_REJECTED: u8 = 3;
 pub const EXIT_VERIFICATION: u8 = 4;
 
 #[derive(Parser, Debug)]
-#[command(name = "blocklet-migrate", version, about = "Migrate a Blocklet Server's databases from SQLite to PostgreSQL")]
+#[command(
+    name = "blocklet-migrate",
+    version,
+    about = "Migrate a Blocklet Server's databases from SQLite to PostgreSQL"
+)]
 pub struct Args {
     /// Which dialect to migrate to: postgres (SQLite → PostgreSQL) or sqlite.
     #[arg(long)]
@@ -44,7 +48,10 @@ pub struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             output::error(&format!("cannot start: {e}"));
@@ -69,13 +76,16 @@ fn locate(args: &Args) -> Result<DataDir, JobError> {
     let found = match &args.data_dir {
         Some(dir) => datadir::from_flag(dir),
         None => {
-            let cwd = std::env::current_dir().map_err(|e| JobError::Config(format!("cannot read the working directory: {e}")))?;
+            let cwd = std::env::current_dir()
+                .map_err(|e| JobError::Config(format!("cannot read the working directory: {e}")))?;
             datadir::discover(&cwd)
         }
     };
     found.map_err(|e| {
         if matches!(e, datadir::DataDirError::NotFound(_)) {
-            output::info("Please initialize a configuration directory first: run blocklet server init");
+            output::info(
+                "Please initialize a configuration directory first: run blocklet server init",
+            );
         }
         JobError::Config(e.to_string())
     })
@@ -100,7 +110,10 @@ async fn run(args: Args) -> Result<(), JobError> {
     if let Some(did) = &data_dir.server_did {
         output::info(&format!("Server DID {did}"));
     }
-    output::info(&format!("Server config from {}", data_dir.config_file.display()));
+    output::info(&format!(
+        "Server config from {}",
+        data_dir.config_file.display()
+    ));
     let url = std::env::var("ABT_NODE_POSTGRES_URL").unwrap_or_default();
     if url.trim().is_empty() {
         return Err(JobError::Config(
@@ -109,19 +122,31 @@ async fn run(args: Args) -> Result<(), JobError> {
     }
     let server = PgServer::parse(url.trim()).map_err(JobError::Config)?;
     let component = match &args.component {
-        Some(path) => std::fs::read(path).map_err(|e| JobError::Config(format!("cannot read component {}: {e}", path.display())))?,
+        Some(path) => std::fs::read(path).map_err(|e| {
+            JobError::Config(format!("cannot read component {}: {e}", path.display()))
+        })?,
         None => BUNDLED_COMPONENT.to_vec(),
     };
     let wasm = Runtime::new(&component).map_err(|e| JobError::Config(format!("{e:#}")))?;
     let events = output::ConsoleEvents::default();
-    let mut instance = job::instance(&wasm, events.clone(), (args.memory_limit as usize) << 20).await?;
+    let mut instance =
+        job::instance(&wasm, events.clone(), (args.memory_limit as usize) << 20).await?;
     let report = job::sqlite_to_postgres(
         &mut instance,
-        ToPostgres { data_dir: &data_dir, server: &server, force: args.force, batch_rows: args.batch_rows },
+        ToPostgres {
+            data_dir: &data_dir,
+            server: &server,
+            force: args.force,
+            batch_rows: args.batch_rows,
+        },
     )
     .await?;
     let tables: usize = report.databases.iter().map(|(_, r)| r.tables.len()).sum();
-    let rows: u64 = report.databases.iter().flat_map(|(_, r)| r.tables.iter().map(|t| t.target_rows)).sum();
+    let rows: u64 = report
+        .databases
+        .iter()
+        .flat_map(|(_, r)| r.tables.iter().map(|t| t.target_rows))
+        .sum();
     output::info(&format!(
         "{} databases, {tables} tables, {rows} rows migrated to {} and verified; lock written to {}",
         report.databases.len(),

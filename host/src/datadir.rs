@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 /// The config dir names and config file names Blocklet Server has used, newest first.
-const LAYOUTS: [(&str, &str); 2] = [(".blocklet-server", "config.yml"), (".abtnode", "abtnode.yml")];
+const LAYOUTS: [(&str, &str); 2] = [
+    (".blocklet-server", "config.yml"),
+    (".abtnode", "abtnode.yml"),
+];
 
 /// A located data dir.
 #[derive(Clone, Debug)]
@@ -18,7 +21,9 @@ pub struct DataDir {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
-    #[error("Cannot find config file for Blocklet Server (looked for .blocklet-server/config.yml from {0} upwards)")]
+    #[error(
+        "Cannot find config file for Blocklet Server (looked for .blocklet-server/config.yml from {0} upwards)"
+    )]
     NotFound(PathBuf),
     #[error("Invalid config file {path}: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
@@ -60,27 +65,49 @@ pub fn from_flag(dir: &Path) -> Result<DataDir, DataDirError> {
 }
 
 fn load(root: &Path, config_file: &Path) -> Result<DataDir, DataDirError> {
-    let text = std::fs::read_to_string(config_file)
-        .map_err(|e| DataDirError::Unreadable { path: config_file.to_path_buf(), reason: e.to_string() })?;
-    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-        .map_err(|e| DataDirError::InvalidConfig { path: config_file.to_path_buf(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(config_file).map_err(|e| DataDirError::Unreadable {
+        path: config_file.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let config: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&text).map_err(|e| DataDirError::InvalidConfig {
+            path: config_file.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     if !config.is_mapping() {
-        return Err(DataDirError::InvalidConfig { path: config_file.to_path_buf(), reason: "not a YAML mapping".into() });
+        return Err(DataDirError::InvalidConfig {
+            path: config_file.to_path_buf(),
+            reason: "not a YAML mapping".into(),
+        });
     }
-    let server_did = config.get("node").and_then(|n| n.get("did")).and_then(|d| d.as_str()).map(str::to_string);
+    let server_did = config
+        .get("node")
+        .and_then(|n| n.get("did"))
+        .and_then(|d| d.as_str())
+        .map(str::to_string);
     let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
     let std::io::Result::Ok(entries) = std::fs::read_dir(&root) else {
-        return Err(DataDirError::Unreadable { path: root, reason: "cannot list the data dir".into() });
+        return Err(DataDirError::Unreadable {
+            path: root,
+            reason: "cannot list the data dir".into(),
+        });
     };
     drop(entries);
-    Ok(DataDir { config_file: std::path::absolute(config_file).unwrap_or_else(|_| config_file.to_path_buf()), root, server_did })
+    Ok(DataDir {
+        config_file: std::path::absolute(config_file).unwrap_or_else(|_| config_file.to_path_buf()),
+        root,
+        server_did,
+    })
 }
 
 /// Existing files under `root` matching a relative glob (`*` = exactly one path segment),
 /// returned relative to `root`, sorted. Only plain relative patterns are accepted.
 pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
     let segments: Vec<&str> = pattern.split('/').collect();
-    if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
         return Vec::new();
     }
     let mut found = vec![String::new()];
@@ -103,7 +130,11 @@ pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
                 vec![seg.to_string()]
             };
             for name in candidates {
-                let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                let rel = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 let path = root.join(&rel);
                 let ok = if last { path.is_file() } else { path.is_dir() };
                 if ok {
@@ -134,11 +165,20 @@ mod tests {
         assert_eq!(found.root, root);
         assert_eq!(found.server_did.as_deref(), Some("zXYZ"));
         assert_eq!(from_flag(&tmp.path().join("srv")).unwrap().root, root);
-        assert_eq!(expand(&root, "data/*/blocklet.db"), vec!["data/zB/blocklet.db"]);
+        assert_eq!(
+            expand(&root, "data/*/blocklet.db"),
+            vec!["data/zB/blocklet.db"]
+        );
         assert_eq!(expand(&root, "core/server.db"), vec!["core/server.db"]);
         assert!(expand(&root, "../etc/passwd").is_empty());
-        assert!(matches!(discover(tmp.path()), Err(DataDirError::NotFound(_))));
+        assert!(matches!(
+            discover(tmp.path()),
+            Err(DataDirError::NotFound(_))
+        ));
         std::fs::write(root.join("config.yml"), "node: [unclosed").unwrap();
-        assert!(matches!(from_flag(&root), Err(DataDirError::InvalidConfig { .. })));
+        assert!(matches!(
+            from_flag(&root),
+            Err(DataDirError::InvalidConfig { .. })
+        ));
     }
 }

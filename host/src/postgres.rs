@@ -25,8 +25,17 @@ enum Command {
     Columns(String, Reply<Vec<PgColumn>>),
     ListTables(Reply<Vec<String>>),
     Count(String, Reply<u64>),
-    Read { sql: String, columns: usize, batch_rows: usize, out: mpsc::Sender<Result<Batch, DbError>> },
-    Copy { statement: String, data: mpsc::Receiver<CopyChunk>, reply: Reply<u64> },
+    Read {
+        sql: String,
+        columns: usize,
+        batch_rows: usize,
+        out: mpsc::Sender<Result<Batch, DbError>>,
+    },
+    Copy {
+        statement: String,
+        data: mpsc::Receiver<CopyChunk>,
+        reply: Reply<u64>,
+    },
     Commit(Reply<()>),
 }
 
@@ -65,9 +74,16 @@ pub fn pg_error(context: &str, e: sqlx::Error) -> DbError {
             {
                 message += &format!(" ({detail})");
             }
-            DbError { kind, message, code }
+            DbError {
+                kind,
+                message,
+                code,
+            }
         }
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut => {
             DbError::new(ErrorKind::Connection, format!("{context}: {e}"))
         }
         _ => DbError::new(ErrorKind::Other, format!("{context}: {e}")),
@@ -96,7 +112,10 @@ impl PgTarget {
             .map_err(|e| pg_error(database, e))?;
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(serve(conn, database.to_string(), rx));
-        Ok(PgTarget { database: database.to_string(), commands: tx })
+        Ok(PgTarget {
+            database: database.to_string(),
+            commands: tx,
+        })
     }
 
     pub fn database(&self) -> &str {
@@ -104,7 +123,12 @@ impl PgTarget {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DbError> {
-        let stopped = || DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database));
+        let stopped = || {
+            DbError::new(
+                ErrorKind::Connection,
+                format!("{}: connection task stopped", self.database),
+            )
+        };
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -148,17 +172,30 @@ impl PgTarget {
     }
 
     /// Look up `columns` of `table`, failing with a message naming a missing one.
-    async fn pick_columns(&self, table: &str, columns: &[String]) -> Result<Vec<PgColumn>, DbError> {
+    async fn pick_columns(
+        &self,
+        table: &str,
+        columns: &[String],
+    ) -> Result<Vec<PgColumn>, DbError> {
         let all = self.columns(table).await?;
         if all.is_empty() {
-            return Err(DbError::new(ErrorKind::NotFound, format!("{}: no table {table}", self.database)));
+            return Err(DbError::new(
+                ErrorKind::NotFound,
+                format!("{}: no table {table}", self.database),
+            ));
         }
         columns
             .iter()
             .map(|name| {
-                all.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
-                    DbError::new(ErrorKind::NotFound, format!("{}: table {table} has no column {name}", self.database))
-                })
+                all.iter()
+                    .find(|c| &c.name == name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        DbError::new(
+                            ErrorKind::NotFound,
+                            format!("{}: table {table} has no column {name}", self.database),
+                        )
+                    })
             })
             .collect()
     }
@@ -174,18 +211,38 @@ impl PgTarget {
         let picked = self.pick_columns(table, columns).await?;
         let select: Vec<String> = picked
             .iter()
-            .map(|c| if decoder_for(&c.type_name, c.is_enum).is_some() && !c.is_enum { quote(&c.name) } else { format!("{}::text", quote(&c.name)) })
+            .map(|c| {
+                if decoder_for(&c.type_name, c.is_enum).is_some() && !c.is_enum {
+                    quote(&c.name)
+                } else {
+                    format!("{}::text", quote(&c.name))
+                }
+            })
             .collect();
         let mut sql = format!("SELECT {} FROM public.{}", select.join(", "), quote(table));
         if !order_by.is_empty() {
-            sql += &format!(" ORDER BY {}", order_by.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "));
+            sql += &format!(
+                " ORDER BY {}",
+                order_by
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         let (tx, rx) = mpsc::channel(2);
-        let command = Command::Read { sql, columns: columns.len(), batch_rows: batch_rows.clamp(1, 100_000) as usize, out: tx };
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database)))?;
+        let command = Command::Read {
+            sql,
+            columns: columns.len(),
+            batch_rows: batch_rows.clamp(1, 100_000) as usize,
+            out: tx,
+        };
+        self.commands.send(command).await.map_err(|_| {
+            DbError::new(
+                ErrorKind::Connection,
+                format!("{}: connection task stopped", self.database),
+            )
+        })?;
         Ok(rx)
     }
 
@@ -198,7 +255,10 @@ impl PgTarget {
                 encoder_for(&c.type_name, c.is_enum).ok_or_else(|| {
                     DbError::new(
                         ErrorKind::InvalidInput,
-                        format!("{}.{table}.{}: cannot bulk-load type {}", self.database, c.name, c.declared),
+                        format!(
+                            "{}.{table}.{}: cannot bulk-load type {}",
+                            self.database, c.name, c.declared
+                        ),
                     )
                 })
             })
@@ -206,14 +266,27 @@ impl PgTarget {
         let statement = format!(
             "COPY public.{} ({}) FROM STDIN (FORMAT binary)",
             quote(table),
-            columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+            columns
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let (data_tx, data_rx) = mpsc::channel(COPY_QUEUE_CHUNKS);
         let (reply_tx, reply_rx) = oneshot::channel();
         self.commands
-            .send(Command::Copy { statement, data: data_rx, reply: reply_tx })
+            .send(Command::Copy {
+                statement,
+                data: data_rx,
+                reply: reply_tx,
+            })
             .await
-            .map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database)))?;
+            .map_err(|_| {
+                DbError::new(
+                    ErrorKind::Connection,
+                    format!("{}: connection task stopped", self.database),
+                )
+            })?;
         let mut header = BytesMut::with_capacity(19);
         header.put_slice(b"PGCOPY\n\xff\r\n\0");
         header.put_i32(0);
@@ -290,7 +363,14 @@ impl PgWriter {
     pub async fn write(&mut self, batch: Batch) -> Result<(), DbError> {
         batch.validate(self.encoders.len())?;
         if batch.payload_bytes() > 2 * MAX_BATCH_BYTES {
-            return Err(DbError::new(ErrorKind::Limit, format!("{}: batch larger than {} bytes", self.target, 2 * MAX_BATCH_BYTES)));
+            return Err(DbError::new(
+                ErrorKind::Limit,
+                format!(
+                    "{}: batch larger than {} bytes",
+                    self.target,
+                    2 * MAX_BATCH_BYTES
+                ),
+            ));
         }
         let mut buf = BytesMut::with_capacity(batch.payload_bytes() + 19);
         if let Some(h) = self.pending_header.take() {
@@ -299,7 +379,12 @@ impl PgWriter {
         encode_rows(&batch, &self.encoders, &mut buf).map_err(|(row, col, why)| {
             DbError::new(
                 ErrorKind::InvalidInput,
-                format!("{}: row {} of the batch, column {}: {why}", self.target, row + 1, self.columns[col].name),
+                format!(
+                    "{}: row {} of the batch, column {}: {why}",
+                    self.target,
+                    row + 1,
+                    self.columns[col].name
+                ),
             )
         })?;
         self.send(CopyChunk::Data(buf.freeze())).await
@@ -307,13 +392,19 @@ impl PgWriter {
 
     async fn send(&mut self, chunk: CopyChunk) -> Result<(), DbError> {
         let Some(data) = &self.data else {
-            return Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target)));
+            return Err(DbError::new(
+                ErrorKind::InvalidInput,
+                format!("{}: bulk load already finished", self.target),
+            ));
         };
         if data.send(chunk).await.is_err() {
             // The COPY stopped early; its reply says why.
             self.data = None;
             return Err(self.outcome().await.err().unwrap_or_else(|| {
-                DbError::new(ErrorKind::Connection, format!("{}: bulk load ended early", self.target))
+                DbError::new(
+                    ErrorKind::Connection,
+                    format!("{}: bulk load ended early", self.target),
+                )
             }));
         }
         Ok(())
@@ -322,9 +413,15 @@ impl PgWriter {
     async fn outcome(&mut self) -> Result<u64, DbError> {
         match self.reply.take() {
             Some(rx) => rx.await.unwrap_or_else(|_| {
-                Err(DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.target)))
+                Err(DbError::new(
+                    ErrorKind::Connection,
+                    format!("{}: connection task stopped", self.target),
+                ))
             }),
-            None => Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target))),
+            None => Err(DbError::new(
+                ErrorKind::InvalidInput,
+                format!("{}: bulk load already finished", self.target),
+            )),
         }
     }
 
@@ -342,7 +439,11 @@ impl PgWriter {
 }
 
 /// Encode every row of `batch` as binary COPY tuples. Errors name (row, column, reason).
-fn encode_rows(batch: &Batch, encoders: &[Encoding], buf: &mut BytesMut) -> Result<(), (usize, usize, String)> {
+fn encode_rows(
+    batch: &Batch,
+    encoders: &[Encoding],
+    buf: &mut BytesMut,
+) -> Result<(), (usize, usize, String)> {
     for row in 0..batch.rows as usize {
         buf.put_i16(encoders.len() as i16);
         for (c, (col, enc)) in batch.columns.iter().zip(encoders).enumerate() {
@@ -352,7 +453,12 @@ fn encode_rows(batch: &Batch, encoders: &[Encoding], buf: &mut BytesMut) -> Resu
     Ok(())
 }
 
-fn encode_value(col: &ColumnValues, row: usize, enc: Encoding, buf: &mut BytesMut) -> Result<(), String> {
+fn encode_value(
+    col: &ColumnValues,
+    row: usize,
+    enc: Encoding,
+    buf: &mut BytesMut,
+) -> Result<(), String> {
     let tag = col.tags[row];
     let n = col.numbers[row];
     let bytes = || col.bytes_of(row);
@@ -384,7 +490,9 @@ fn encode_value(col: &ColumnValues, row: usize, enc: Encoding, buf: &mut BytesMu
             buf.put_i32(4);
             buf.put_f32(f64::from_bits(n as u64) as f32);
         }
-        (ValueTag::Text, Encoding::Text) | (ValueTag::Json, Encoding::Json) | (ValueTag::Blob, Encoding::Bytea) => {
+        (ValueTag::Text, Encoding::Text)
+        | (ValueTag::Json, Encoding::Json)
+        | (ValueTag::Blob, Encoding::Bytea) => {
             let b = bytes();
             if tag == ValueTag::Text {
                 std::str::from_utf8(b).map_err(|_| "text is not valid UTF-8".to_string())?;
@@ -403,11 +511,16 @@ fn encode_value(col: &ColumnValues, row: usize, enc: Encoding, buf: &mut BytesMu
             buf.put_i64(n - PG_EPOCH_OFFSET_MICROS);
         }
         (ValueTag::Text, Encoding::Uuid) => {
-            let u = parse_uuid(bytes()).ok_or_else(|| format!("{:?} is not a UUID", String::from_utf8_lossy(bytes())))?;
+            let u = parse_uuid(bytes())
+                .ok_or_else(|| format!("{:?} is not a UUID", String::from_utf8_lossy(bytes())))?;
             buf.put_i32(16);
             buf.put_slice(&u);
         }
-        (tag, enc) => return Err(format!("a {tag:?} value cannot be written to a {enc:?} column")),
+        (tag, enc) => {
+            return Err(format!(
+                "a {tag:?} value cannot be written to a {enc:?} column"
+            ));
+        }
     }
     Ok(())
 }
@@ -426,7 +539,14 @@ fn parse_uuid(s: &[u8]) -> Option<[u8; 16]> {
 
 fn format_uuid(b: &[u8]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Append row `row`'s column `i` to `col`, decoded from PostgreSQL's binary format.
@@ -463,7 +583,9 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
         }
         "json" => col.push_bytes(ValueTag::Json, b),
         "jsonb" => col.push_bytes(ValueTag::Json, b.get(1..).unwrap_or_default()),
-        "timestamptz" | "timestamp" => col.push_number(ValueTag::Timestamp, int(8)? + PG_EPOCH_OFFSET_MICROS),
+        "timestamptz" | "timestamp" => {
+            col.push_number(ValueTag::Timestamp, int(8)? + PG_EPOCH_OFFSET_MICROS)
+        }
         "uuid" if b.len() == 16 => col.push_bytes(ValueTag::Text, format_uuid(b).as_bytes()),
         "bytea" => col.push_bytes(ValueTag::Blob, b),
         _ => col.push_bytes(ValueTag::Text, b),
@@ -474,10 +596,15 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
 fn decode_rows(rows: &[PgRow], columns: usize, batch: &mut Batch) -> Result<(), DbError> {
     for row in rows {
         if row.len() != columns {
-            return Err(DbError::new(ErrorKind::InvalidInput, "query returned an unexpected number of columns"));
+            return Err(DbError::new(
+                ErrorKind::InvalidInput,
+                "query returned an unexpected number of columns",
+            ));
         }
         for (i, col) in batch.columns.iter_mut().enumerate() {
-            decode_value(row, i, col).map_err(|e| DbError::new(ErrorKind::Other, format!("decoding column {}: {e}", i + 1)))?;
+            decode_value(row, i, col).map_err(|e| {
+                DbError::new(ErrorKind::Other, format!("decoding column {}: {e}", i + 1))
+            })?;
         }
         batch.rows += 1;
     }
@@ -496,12 +623,19 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
     while let Some(command) = commands.recv().await {
         match command {
             Command::Execute(sql, reply) => {
-                let r = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await.map(|d| d.rows_affected()).map_err(err);
+                let r = sqlx::query(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .map(|d| d.rows_affected())
+                    .map_err(err);
                 let _ = reply.send(r);
             }
             Command::Query(sql, reply) => {
                 let r = async {
-                    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(err)?;
+                    let rows = sqlx::query(AssertSqlSafe(sql))
+                        .fetch_all(&mut conn)
+                        .await
+                        .map_err(err)?;
                     let columns = rows.first().map_or(0, |r| r.len());
                     let mut batch = Batch::empty(columns, rows.len());
                     decode_rows(&rows, columns, &mut batch)?;
@@ -544,23 +678,28 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                 let _ = reply.send(r);
             }
             Command::Count(table, reply) => {
-                let r = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!("SELECT count(*) FROM public.{}", quote(&table))))
-                    .fetch_one(&mut conn)
-                    .await
-                    .map(|n| n as u64)
-                    .map_err(err);
+                let r = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+                    "SELECT count(*) FROM public.{}",
+                    quote(&table)
+                )))
+                .fetch_one(&mut conn)
+                .await
+                .map(|n| n as u64)
+                .map_err(err);
                 let _ = reply.send(r);
             }
-            Command::Read { sql, columns, batch_rows, out } => {
+            Command::Read {
+                sql,
+                columns,
+                batch_rows,
+                out,
+            } => {
                 let mut stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
                 let mut batch = Batch::empty(columns, batch_rows);
                 let mut rows: Vec<PgRow> = Vec::with_capacity(batch_rows);
                 loop {
                     let next = stream.next().await;
-                    let flush = match &next {
-                        Some(Ok(_)) => false,
-                        _ => true,
-                    };
+                    let flush = !matches!(&next, Some(Ok(_)));
                     match next {
                         Some(Ok(row)) => rows.push(row),
                         Some(Err(e)) => {
@@ -585,7 +724,11 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                     }
                 }
             }
-            Command::Copy { statement, mut data, reply } => {
+            Command::Copy {
+                statement,
+                mut data,
+                reply,
+            } => {
                 let r = async {
                     let mut copy = conn.copy_in_raw(&statement).await.map_err(err)?;
                     loop {
@@ -595,8 +738,13 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                             }
                             Some(CopyChunk::Finish) => return copy.finish().await.map_err(err),
                             None => {
-                                copy.abort("bulk load abandoned by the migration component").await.map_err(err)?;
-                                return Err(DbError::new(ErrorKind::Other, format!("{database}: bulk load abandoned")));
+                                copy.abort("bulk load abandoned by the migration component")
+                                    .await
+                                    .map_err(err)?;
+                                return Err(DbError::new(
+                                    ErrorKind::Other,
+                                    format!("{database}: bulk load abandoned"),
+                                ));
                             }
                         }
                     }
@@ -606,7 +754,11 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                 let _ = reply.send(r);
             }
             Command::Commit(reply) => {
-                let r = sqlx::raw_sql("COMMIT").execute(&mut conn).await.map(|_| ()).map_err(err);
+                let r = sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(err);
                 let _ = reply.send(r);
             }
         }
@@ -634,16 +786,35 @@ mod tests {
         let mut b = ColumnValues::with_capacity(2);
         b.push_bytes(ValueTag::Json, b"{}");
         b.push_bytes(ValueTag::Json, b"[]");
-        let batch = Batch { rows: 2, columns: vec![a, b] };
+        let batch = Batch {
+            rows: 2,
+            columns: vec![a, b],
+        };
         let mut buf = BytesMut::new();
         encode_rows(&batch, &[Encoding::Int4, Encoding::Jsonb], &mut buf).unwrap();
-        let expected: &[u8] = &[0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 3, 1, b'{', b'}', 0, 2, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'[', b']'];
+        let expected: &[u8] = &[
+            0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 3, 1, b'{', b'}', 0, 2, 255, 255, 255, 255, 0,
+            0, 0, 3, 1, b'[', b']',
+        ];
         assert_eq!(&buf[..], expected);
-        let err = encode_rows(&batch, &[Encoding::Text, Encoding::Jsonb], &mut BytesMut::new()).unwrap_err();
+        let err = encode_rows(
+            &batch,
+            &[Encoding::Text, Encoding::Jsonb],
+            &mut BytesMut::new(),
+        )
+        .unwrap_err();
         assert_eq!((err.0, err.1), (0, 0));
         let mut big = ColumnValues::with_capacity(1);
         big.push_number(ValueTag::Integer, 1 << 40);
-        let err = encode_rows(&Batch { rows: 1, columns: vec![big] }, &[Encoding::Int4], &mut BytesMut::new()).unwrap_err();
+        let err = encode_rows(
+            &Batch {
+                rows: 1,
+                columns: vec![big],
+            },
+            &[Encoding::Int4],
+            &mut BytesMut::new(),
+        )
+        .unwrap_err();
         assert!(err.2.contains("out of range"));
     }
 }

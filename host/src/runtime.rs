@@ -73,7 +73,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -92,7 +95,10 @@ impl wit_db::HostHandle for HostState {
         Ok(self.table.get(&h)?.label())
     }
 
-    async fn list_tables(&mut self, h: Resource<HandleResource>) -> wasmtime::Result<Result<Vec<String>, DbError>> {
+    async fn list_tables(
+        &mut self,
+        h: Resource<HandleResource>,
+    ) -> wasmtime::Result<Result<Vec<String>, DbError>> {
         Ok(match self.table.get(&h)? {
             HandleResource::Sqlite(s) => s.list_tables().await,
             HandleResource::Postgres(p) => p.list_tables().await,
@@ -110,7 +116,11 @@ impl wit_db::HostHandle for HostState {
         })
     }
 
-    async fn count_rows(&mut self, h: Resource<HandleResource>, table: String) -> wasmtime::Result<Result<u64, DbError>> {
+    async fn count_rows(
+        &mut self,
+        h: Resource<HandleResource>,
+        table: String,
+    ) -> wasmtime::Result<Result<u64, DbError>> {
         Ok(match self.table.get(&h)? {
             HandleResource::Sqlite(s) => s.count_rows(&table).await,
             HandleResource::Postgres(p) => p.count_rows(&table).await,
@@ -135,14 +145,22 @@ impl wit_db::HostHandle for HostState {
         })
     }
 
-    async fn execute(&mut self, h: Resource<HandleResource>, statement: String) -> wasmtime::Result<Result<u64, DbError>> {
+    async fn execute(
+        &mut self,
+        h: Resource<HandleResource>,
+        statement: String,
+    ) -> wasmtime::Result<Result<u64, DbError>> {
         Ok(match self.table.get(&h)?.target() {
             Ok(p) => p.execute(&statement).await,
             Err(e) => Err(e),
         })
     }
 
-    async fn query(&mut self, h: Resource<HandleResource>, statement: String) -> wasmtime::Result<Result<Batch, DbError>> {
+    async fn query(
+        &mut self,
+        h: Resource<HandleResource>,
+        statement: String,
+    ) -> wasmtime::Result<Result<Batch, DbError>> {
         Ok(match self.table.get(&h)?.target() {
             Ok(p) => p.query(&statement).await,
             Err(e) => Err(e),
@@ -175,7 +193,10 @@ impl wit_db::HostHandle for HostState {
 }
 
 impl wit_db::HostCursor for HostState {
-    async fn next_batch(&mut self, c: Resource<CursorResource>) -> wasmtime::Result<Result<Option<Batch>, DbError>> {
+    async fn next_batch(
+        &mut self,
+        c: Resource<CursorResource>,
+    ) -> wasmtime::Result<Result<Option<Batch>, DbError>> {
         let cursor = self.table.get_mut(&c)?;
         Ok(cursor.batches.recv().await.transpose())
     }
@@ -187,11 +208,18 @@ impl wit_db::HostCursor for HostState {
 }
 
 impl wit_db::HostBulkWriter for HostState {
-    async fn write(&mut self, w: Resource<WriterResource>, rows: Batch) -> wasmtime::Result<Result<(), DbError>> {
+    async fn write(
+        &mut self,
+        w: Resource<WriterResource>,
+        rows: Batch,
+    ) -> wasmtime::Result<Result<(), DbError>> {
         Ok(self.table.get_mut(&w)?.0.write(rows).await)
     }
 
-    async fn finish(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
+    async fn finish(
+        &mut self,
+        w: Resource<WriterResource>,
+    ) -> wasmtime::Result<Result<u64, DbError>> {
         Ok(self.table.get_mut(&w)?.0.finish().await)
     }
 
@@ -207,8 +235,15 @@ impl wit_events::Host for HostState {
         Ok(())
     }
 
-    async fn progress(&mut self, database: String, table: String, rows_done: u64, rows_total: u64) -> wasmtime::Result<()> {
-        self.events.progress(&database, &table, rows_done, rows_total);
+    async fn progress(
+        &mut self,
+        database: String,
+        table: String,
+        rows_done: u64,
+        rows_total: u64,
+    ) -> wasmtime::Result<()> {
+        self.events
+            .progress(&database, &table, rows_done, rows_total);
         Ok(())
     }
 
@@ -236,16 +271,32 @@ impl Runtime {
             .context("the migration component is not a valid wasm component")?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        Migration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow!("{e}"))?;
-        Ok(Runtime { engine, linker, component })
+        Migration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(Runtime {
+            engine,
+            linker,
+            component,
+        })
     }
 
     /// A fresh sandboxed instance for one job.
-    pub async fn instantiate(&self, events: Box<dyn EventSink>, memory_limit: usize) -> anyhow::Result<Instance> {
+    pub async fn instantiate(
+        &self,
+        events: Box<dyn EventSink>,
+        memory_limit: usize,
+    ) -> anyhow::Result<Instance> {
         let state = HostState {
-            wasi: WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build(),
+            wasi: WasiCtxBuilder::new()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory_limit).instances(4).build(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(4)
+                .build(),
             events,
         };
         let mut store = Store::new(&self.engine, state);
@@ -253,7 +304,9 @@ impl Runtime {
         let bindings = Migration::instantiate_async(&mut store, &self.component, &self.linker)
             .await
             .map_err(|e| anyhow!("{e}"))
-            .context("cannot instantiate the migration component (was it built for this WIT version?)")?;
+            .context(
+                "cannot instantiate the migration component (was it built for this WIT version?)",
+            )?;
         Ok(Instance { store, bindings })
     }
 }
@@ -270,12 +323,18 @@ fn trap(e: wasmtime::Error) -> anyhow::Error {
 
 impl Instance {
     /// Give the component access to a database.
-    pub fn add_handle(&mut self, handle: HandleResource) -> anyhow::Result<Resource<HandleResource>> {
+    pub fn add_handle(
+        &mut self,
+        handle: HandleResource,
+    ) -> anyhow::Result<Resource<HandleResource>> {
         Ok(self.store.data_mut().table.push(handle)?)
     }
 
     /// Take a database back from the component's reach.
-    pub fn take_handle(&mut self, handle: Resource<HandleResource>) -> anyhow::Result<HandleResource> {
+    pub fn take_handle(
+        &mut self,
+        handle: Resource<HandleResource>,
+    ) -> anyhow::Result<HandleResource> {
         Ok(self.store.data_mut().table.delete(handle)?)
     }
 
@@ -284,11 +343,19 @@ impl Instance {
     }
 
     pub async fn info(&mut self) -> anyhow::Result<api::ComponentInfo> {
-        self.bindings.blocklet_migrate_migrator().call_info(&mut self.store).await.map_err(trap)
+        self.bindings
+            .blocklet_migrate_migrator()
+            .call_info(&mut self.store)
+            .await
+            .map_err(trap)
     }
 
     pub async fn layout(&mut self) -> anyhow::Result<api::SourceLayout> {
-        self.bindings.blocklet_migrate_migrator().call_layout(&mut self.store).await.map_err(trap)
+        self.bindings
+            .blocklet_migrate_migrator()
+            .call_layout(&mut self.store)
+            .await
+            .map_err(trap)
     }
 
     pub async fn plan_to_postgres(
@@ -297,7 +364,11 @@ impl Instance {
         files: &[String],
     ) -> anyhow::Result<Result<Vec<api::PlannedDatabase>, api::Failure>> {
         let index = index.map(Self::borrow);
-        self.bindings.blocklet_migrate_migrator().call_plan_to_postgres(&mut self.store, index, files).await.map_err(trap)
+        self.bindings
+            .blocklet_migrate_migrator()
+            .call_plan_to_postgres(&mut self.store, index, files)
+            .await
+            .map_err(trap)
     }
 
     pub async fn migrate_to_postgres(
@@ -309,7 +380,13 @@ impl Instance {
     ) -> anyhow::Result<Result<api::DatabaseReport, api::Failure>> {
         self.bindings
             .blocklet_migrate_migrator()
-            .call_migrate_to_postgres(&mut self.store, db, Self::borrow(source), Self::borrow(target), options)
+            .call_migrate_to_postgres(
+                &mut self.store,
+                db,
+                Self::borrow(source),
+                Self::borrow(target),
+                options,
+            )
             .await
             .map_err(trap)
     }

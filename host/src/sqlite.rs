@@ -5,8 +5,8 @@
 //! kind of machine rusqlite reads 650–850k narrow rows/s against 190–340k for sqlx, which
 //! steps every row through a worker thread (`../shared/notes/peers.md`).
 
-use crate::bindings::{Batch, DbError, ErrorKind, MAX_BATCH_BYTES, ValueTag};
 use crate::bindings::blocklet::migrate::types::{ColumnInfo, TableInfo};
+use crate::bindings::{Batch, DbError, ErrorKind, MAX_BATCH_BYTES, ValueTag};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,12 @@ enum Command {
     ListTables(Reply<Vec<String>>),
     Describe(String, Reply<Option<TableInfo>>),
     Count(String, Reply<u64>),
-    Read { sql: String, columns: usize, batch_rows: usize, out: mpsc::Sender<Result<Batch, DbError>> },
+    Read {
+        sql: String,
+        columns: usize,
+        batch_rows: usize,
+        out: mpsc::Sender<Result<Batch, DbError>>,
+    },
 }
 
 /// A handle on one SQLite file.
@@ -34,10 +39,16 @@ fn sqlite_error(path: &Path, e: rusqlite::Error) -> DbError {
         _ => None,
     };
     let kind = match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => ErrorKind::InvalidInput,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            ErrorKind::InvalidInput
+        }
         _ => ErrorKind::Other,
     };
-    DbError { kind, message: format!("{}: {e}", path.display()), code }
+    DbError {
+        kind,
+        message: format!("{}: {e}", path.display()),
+        code,
+    }
 }
 
 fn quote(name: &str) -> String {
@@ -48,20 +59,36 @@ impl SqliteSource {
     /// Open `path` read-only and pin one snapshot for every later read. The WAL is included:
     /// the reader goes through SQLite, never `immutable=1`, and never writes the file.
     pub fn open(path: &Path) -> Result<SqliteSource, DbError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite_error(path, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|e| sqlite_error(path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| sqlite_error(path, e))?;
         // BEGIN is deferred: the first read takes the snapshot, so read something now.
         conn.execute_batch("BEGIN")
-            .and_then(|_| conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)))
+            .and_then(|_| {
+                conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
             .map_err(|e| sqlite_error(path, e))?;
         let (tx, rx) = std_mpsc::channel();
         let thread_path = path.to_path_buf();
         std::thread::Builder::new()
             .name("sqlite-reader".into())
             .spawn(move || serve(conn, &thread_path, rx))
-            .map_err(|e| DbError::new(ErrorKind::Other, format!("cannot start a reader thread: {e}")))?;
-        Ok(SqliteSource { path: path.to_path_buf(), commands: tx })
+            .map_err(|e| {
+                DbError::new(
+                    ErrorKind::Other,
+                    format!("cannot start a reader thread: {e}"),
+                )
+            })?;
+        Ok(SqliteSource {
+            path: path.to_path_buf(),
+            commands: tx,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -70,10 +97,18 @@ impl SqliteSource {
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DbError> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: reader stopped", self.path.display())))?;
-        rx.await.map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: reader stopped", self.path.display())))?
+        self.commands.send(make(tx)).map_err(|_| {
+            DbError::new(
+                ErrorKind::Connection,
+                format!("{}: reader stopped", self.path.display()),
+            )
+        })?;
+        rx.await.map_err(|_| {
+            DbError::new(
+                ErrorKind::Connection,
+                format!("{}: reader stopped", self.path.display()),
+            )
+        })?
     }
 
     pub async fn list_tables(&self) -> Result<Vec<String>, DbError> {
@@ -97,17 +132,37 @@ impl SqliteSource {
         batch_rows: u32,
     ) -> Result<mpsc::Receiver<Result<Batch, DbError>>, DbError> {
         if columns.is_empty() {
-            return Err(DbError::new(ErrorKind::InvalidInput, "read needs at least one column"));
+            return Err(DbError::new(
+                ErrorKind::InvalidInput,
+                "read needs at least one column",
+            ));
         }
         let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
         let mut sql = format!("SELECT {} FROM {}", cols.join(", "), quote(table));
         if !order_by.is_empty() {
-            sql += &format!(" ORDER BY {}", order_by.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "));
+            sql += &format!(
+                " ORDER BY {}",
+                order_by
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
         let (tx, rx) = mpsc::channel(2);
         self.commands
-            .send(Command::Read { sql, columns: columns.len(), batch_rows: batch_rows.clamp(1, 100_000) as usize, out: tx })
-            .map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: reader stopped", self.path.display())))?;
+            .send(Command::Read {
+                sql,
+                columns: columns.len(),
+                batch_rows: batch_rows.clamp(1, 100_000) as usize,
+                out: tx,
+            })
+            .map_err(|_| {
+                DbError::new(
+                    ErrorKind::Connection,
+                    format!("{}: reader stopped", self.path.display()),
+                )
+            })?;
         Ok(rx)
     }
 }
@@ -118,8 +173,12 @@ fn serve(conn: Connection, path: &Path, commands: std_mpsc::Receiver<Command>) {
         match command {
             Command::ListTables(reply) => {
                 let r = (|| {
-                    let mut st = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")?;
-                    let names = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+                    let mut st = conn.prepare(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid",
+                    )?;
+                    let names = st
+                        .query_map([], |r| r.get::<_, String>(0))?
+                        .collect::<Result<Vec<_>, _>>()?;
                     Ok(names)
                 })()
                 .map_err(err);
@@ -127,7 +186,9 @@ fn serve(conn: Connection, path: &Path, commands: std_mpsc::Receiver<Command>) {
             }
             Command::Describe(table, reply) => {
                 let r = (|| {
-                    let mut st = conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
+                    let mut st = conn.prepare(
+                        "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)",
+                    )?;
                     let columns = st
                         .query_map([&table], |r| {
                             Ok(ColumnInfo {
@@ -139,19 +200,31 @@ fn serve(conn: Connection, path: &Path, commands: std_mpsc::Receiver<Command>) {
                             })
                         })?
                         .collect::<Result<Vec<_>, _>>()?;
-                    Ok((!columns.is_empty()).then_some(TableInfo { name: table.clone(), columns }))
+                    Ok((!columns.is_empty()).then_some(TableInfo {
+                        name: table.clone(),
+                        columns,
+                    }))
                 })()
                 .map_err(err);
                 let _ = reply.send(r);
             }
             Command::Count(table, reply) => {
                 let r = conn
-                    .query_row(&format!("SELECT count(*) FROM {}", quote(&table)), [], |r| r.get::<_, i64>(0))
+                    .query_row(
+                        &format!("SELECT count(*) FROM {}", quote(&table)),
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
                     .map(|n| n as u64)
                     .map_err(err);
                 let _ = reply.send(r);
             }
-            Command::Read { sql, columns, batch_rows, out } => {
+            Command::Read {
+                sql,
+                columns,
+                batch_rows,
+                out,
+            } => {
                 if let Err(e) = stream(&conn, &sql, columns, batch_rows, &out) {
                     let _ = out.blocking_send(Err(err(e)));
                 }
@@ -227,7 +300,10 @@ mod tests {
         assert_eq!(info.columns[0].primary_key, 1);
         assert!(src.describe_table("nope").await.unwrap().is_none());
         assert_eq!(src.count_rows("t").await.unwrap(), 3);
-        let cols: Vec<String> = ["id", "name", "data", "r"].iter().map(|s| s.to_string()).collect();
+        let cols: Vec<String> = ["id", "name", "data", "r"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let mut rx = src.read("t", &cols, &[], 2).unwrap();
         let first = rx.recv().await.unwrap().unwrap();
         assert_eq!(first.rows, 2);
