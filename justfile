@@ -30,3 +30,12 @@ test:
 lint:
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
+
+# Generate a benchmark data dir: the demo fixture plus ROWS realistic rows (seed 1), in target/bench-data/.
+bench-data ROWS="200000":
+    cargo run --release -p blocklet-migrate-bench -- generate --rows {{ROWS}} --seed 1 --out target/bench-data/rows-{{ROWS}}-seed-1
+
+# Benchmark SQLite → PostgreSQL on ROWS generated rows vs the ceiling; exits 1 if a goal is missed (flags: see `run --help`).
+bench ROWS="200000" *ARGS:
+    cargo build --release -p blocklet-migrate
+    cargo run --release -p blocklet-migrate-bench -- run --rows {{ROWS}} --seed 1 {{ARGS}}

@@ -7,13 +7,7 @@ use std::process::Command;
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for path in [
-        "guest/src",
-        "guest/schema",
-        "guest/Cargo.toml",
-        "wit",
-        "Cargo.lock",
-    ] {
+    for path in ["guest/src", "guest/schema", "guest/Cargo.toml", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     // A separate target dir: the outer cargo holds the lock on the workspace's.
@@ -21,15 +15,7 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args([
-            "build",
-            "--package",
-            "blocklet-migrate-guest",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "guest",
-        ])
+        .args(["build", "--package", "blocklet-migrate-guest", "--target", "wasm32-wasip2", "--profile", "guest"])
         .arg("--target-dir")
         .arg(&target_dir);
     // Settings meant for the host build must not leak into the guest's.
@@ -45,17 +31,12 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .expect("running cargo to build the guest component");
+    let status = cmd.status().expect("running cargo to build the guest component");
     if !status.success() {
         panic!(
             "building the guest component failed; is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
         );
     }
     let wasm = target_dir.join("wasm32-wasip2/guest/blocklet_migrate_guest.wasm");
-    println!(
-        "cargo:rustc-env=BLOCKLET_MIGRATE_GUEST_WASM={}",
-        wasm.display()
-    );
+    println!("cargo:rustc-env=BLOCKLET_MIGRATE_GUEST_WASM={}", wasm.display());
 }

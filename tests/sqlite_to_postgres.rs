@@ -58,75 +58,46 @@ fn migrates_demo_fixture_env_exported_first() {
     // There is no --data-dir, and the cwd is a subdirectory of the data dir, so the config must be found by walking up.
     let env = url_env(&pg);
     let started = SystemTime::now();
-    let out = run_migrate(
-        &["--dialect", "postgres"],
-        &data_dir.join("data"),
-        &env_refs(&env),
-    );
+    let out = run_migrate(&["--dialect", "postgres"], &data_dir.join("data"), &env_refs(&env));
     let finished = SystemTime::now();
     assert_success(&out);
 
     // Messages, in order.
-    let server_line = format!(
-        "✔ Server schema successfully migrated: {}",
-        data_dir.join("core").join("server.db").display()
-    );
+    let server_line =
+        format!("✔ Server schema successfully migrated: {}", data_dir.join("core").join("server.db").display());
     let p_getting = pos(&out.stdout, "ℹ Getting blocklets...", &out);
     let p_server = pos(&out.stdout, &server_line, &out);
     let p_done = pos(&out.stdout, "✔ Migration postgres completed", &out);
-    let p_start = pos(
-        &out.stdout,
-        "ℹ Please start server, will use Postgres database: blocklet server start",
-        &out,
-    );
+    let p_start = pos(&out.stdout, "ℹ Please start server, will use Postgres database: blocklet server start", &out);
     for did in APP_DIDS {
-        let line = format!(
-            "✔ Blocklet schema successfully migrated: {did}: {}",
-            blocklet_db_file(&data_dir, did).display()
-        );
+        let line =
+            format!("✔ Blocklet schema successfully migrated: {did}: {}", blocklet_db_file(&data_dir, did).display());
         let p = pos(&out.stdout, &line, &out);
-        assert!(
-            p_getting < p && p < p_done,
-            "blocklet line out of order: {out:?}"
-        );
+        assert!(p_getting < p && p < p_done, "blocklet line out of order: {out:?}");
     }
-    assert!(
-        p_getting < p_server && p_server < p_done && p_done < p_start,
-        "messages out of order: {out:?}"
-    );
+    assert!(p_getting < p_server && p_server < p_done && p_done < p_start, "messages out of order: {out:?}");
 
     assert_lock_file(&data_dir, started, finished);
 
     // Exactly the expected databases.
-    assert_eq!(
-        pg.databases(),
-        expected_databases(),
-        "databases created: {out:?}"
-    );
+    assert_eq!(pg.databases(), expected_databases(), "databases created: {out:?}");
 
     // Schema: pg_dump of each database equals the reference dump of the real migrate command.
     for db in expected_databases() {
         let reference_path = reference_schema_file(&db);
-        let reference = fs::read_to_string(&reference_path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", reference_path.display()));
+        let reference =
+            fs::read_to_string(&reference_path).unwrap_or_else(|e| panic!("read {}: {e}", reference_path.display()));
         assert_same_schema(&pg.pg_dump_schema(&db), &reference, &db);
     }
 
     // SequelizeMeta holds exactly the reference migration names, so a real server sees the schema as up to date.
     for db in expected_databases() {
         let kind = kind_for_pg_db(&db);
-        let got: Vec<String> = pg
-            .psql(&db, "SELECT name FROM \"SequelizeMeta\" ORDER BY name")
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let got: Vec<String> =
+            pg.psql(&db, "SELECT name FROM \"SequelizeMeta\" ORDER BY name").lines().map(str::to_string).collect();
         let mut got_sorted = got.clone();
         got_sorted.sort();
-        assert_eq!(
-            got_sorted,
-            expected_sequelize_meta(kind),
-            "SequelizeMeta of {db}"
-        );
+        assert_eq!(got_sorted, expected_sequelize_meta(kind), "SequelizeMeta of {db}");
     }
 
     // Every row of every table, compared independently.
@@ -142,10 +113,7 @@ fn migrates_demo_fixture_env_exported_first() {
 
     // The source is unchanged. The lock file is the only new file, and `-shm` files are ignored (see hash_tree).
     let mut after = hash_tree(&data_dir);
-    assert!(
-        after.remove(Path::new(LOCK_REL)).is_some(),
-        "lock file not found by hash_tree"
-    );
+    assert!(after.remove(Path::new(LOCK_REL)).is_some(), "lock file not found by hash_tree");
     assert_same_tree(&before, &after, "source data dir after migration");
 }
 
@@ -167,10 +135,7 @@ fn sequences_are_past_max_ids() {
 
     // Autoincrement ids are kept (the real 1.17.12 tool renumbers them and leaves tagging dangling).
     assert_eq!(
-        pg.psql_i64(
-            SERVER,
-            "SELECT count(*) FROM tags WHERE id = 20 AND title = 't20' AND color = '#fff'"
-        ),
+        pg.psql_i64(SERVER, "SELECT count(*) FROM tags WHERE id = 20 AND title = 't20' AND color = '#fff'"),
         1,
         "tags.id=20 not migrated as is: {out:?}"
     );
@@ -183,10 +148,7 @@ fn sequences_are_past_max_ids() {
         "tagging row not migrated: {out:?}"
     );
     assert_eq!(
-        pg.psql_i64(
-            SERVER,
-            "SELECT count(*) FROM blacklists WHERE id = 7 AND scope = 's' AND \"key\" = 'k'"
-        ),
+        pg.psql_i64(SERVER, "SELECT count(*) FROM blacklists WHERE id = 7 AND scope = 's' AND \"key\" = 'k'"),
         1,
         "blacklists.id=7 not migrated as is: {out:?}"
     );
@@ -196,28 +158,16 @@ fn sequences_are_past_max_ids() {
 
     // Sequences are moved past the copied ids.
     let next_tag = pg.psql_i64(SERVER, "SELECT nextval('tags_id_seq')");
-    assert!(
-        next_tag > 20,
-        "nextval('tags_id_seq') = {next_tag}, must be > 20: {out:?}"
-    );
+    assert!(next_tag > 20, "nextval('tags_id_seq') = {next_tag}, must be > 20: {out:?}");
     let next_black = pg.psql_i64(SERVER, "SELECT nextval('blacklists_id_seq')");
-    assert!(
-        next_black > 7,
-        "nextval('blacklists_id_seq') = {next_black}, must be > 7: {out:?}"
-    );
+    assert!(next_black > 7, "nextval('blacklists_id_seq') = {next_black}, must be > 7: {out:?}");
 
     // And the same for every serial column in every database.
     pg.assert_sequences_past_max_ids();
 
     // So the server can insert new rows without an id collision.
-    pg.psql(
-        SERVER,
-        "INSERT INTO tags (title, color) VALUES ('new-tag', '#000')",
-    );
-    pg.psql(
-        SERVER,
-        "INSERT INTO blacklists (scope, \"key\") VALUES ('s2', 'k2')",
-    );
+    pg.psql(SERVER, "INSERT INTO tags (title, color) VALUES ('new-tag', '#000')");
+    pg.psql(SERVER, "INSERT INTO blacklists (scope, \"key\") VALUES ('s2', 'k2')");
 }
 
 #[test]
@@ -228,15 +178,9 @@ fn moved_data_dir_uses_actual_location() {
         "/srv/blocklet-demo exists on this machine; the moved-install test would be meaningless"
     );
     let stored = sqlite_rows_raw_data_dirs();
-    assert_eq!(
-        stored.len(),
-        2,
-        "expected one BLOCKLET_DATA_DIR per app: {stored:?}"
-    );
+    assert_eq!(stored.len(), 2, "expected one BLOCKLET_DATA_DIR per app: {stored:?}");
     assert!(
-        stored
-            .iter()
-            .all(|d| d.starts_with("/srv/blocklet-demo/.blocklet-server/data/")),
+        stored.iter().all(|d| d.starts_with("/srv/blocklet-demo/.blocklet-server/data/")),
         "fixture no longer has the stale BLOCKLET_DATA_DIR values: {stored:?}"
     );
 
@@ -246,12 +190,7 @@ fn moved_data_dir_uses_actual_location() {
     let elsewhere = tempfile::tempdir().expect("temp cwd");
     let env = url_env(&pg);
     let out = run_migrate(
-        &[
-            "--dialect",
-            "postgres",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
+        &["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap()],
         elsewhere.path(),
         &env_refs(&env),
     );
@@ -261,35 +200,18 @@ fn moved_data_dir_uses_actual_location() {
         let db = format!("blocklet_db_{did}");
         assert_eq!(pg.count(&db, "users"), 6, "users in {db}: {out:?}");
         let file = blocklet_db_file(&data_dir, did);
-        for table in [
-            "users",
-            "passports",
-            "connected_accounts",
-            "permissions",
-            "access_policies",
-        ] {
+        for table in ["users", "passports", "connected_accounts", "permissions", "access_policies"] {
             compare_table(&file, &pg, &db, table);
         }
-        let line = format!(
-            "✔ Blocklet schema successfully migrated: {did}: {}",
-            file.display()
-        );
+        let line = format!("✔ Blocklet schema successfully migrated: {did}: {}", file.display());
         assert!(out.stdout.contains(&line), "expected {line:?}: {out:?}");
     }
-    assert!(
-        !out.stdout.contains("/srv/blocklet-demo"),
-        "stale path used: {out:?}"
-    );
+    assert!(!out.stdout.contains("/srv/blocklet-demo"), "stale path used: {out:?}");
 }
 
 /// The BLOCKLET_DATA_DIR values stored in the fixture's `blocklets.environments` (read from a snapshot).
 fn sqlite_rows_raw_data_dirs() -> Vec<String> {
-    let snap = SqliteSnapshot::new(
-        &fixture_dir()
-            .join(".blocklet-server")
-            .join("core")
-            .join("server.db"),
-    );
+    let snap = SqliteSnapshot::new(&fixture_dir().join(".blocklet-server").join("core").join("server.db"));
     snap.query_json(
         "SELECT json_extract(e.value, '$.value') AS dir FROM blocklets, json_each(blocklets.environments) e \
          WHERE json_extract(e.value, '$.key') = 'BLOCKLET_DATA_DIR'",
@@ -334,27 +256,14 @@ fn bad_json_row_fails_and_leaves_no_data() {
     let data_dir = data_dir(tmp.path());
     let did_app = APP_DIDS[0];
     let db_file = blocklet_db_file(&data_dir, did_app);
-    let user_did = sqlite_exec(
-        &db_file,
-        "SELECT did FROM users WHERE rowid = (SELECT min(rowid) FROM users)",
-    );
-    assert!(
-        !user_did.is_empty(),
-        "fixture has no users in {}",
-        db_file.display()
-    );
-    sqlite_exec(
-        &db_file,
-        "UPDATE users SET extra = '{not json' WHERE rowid = (SELECT min(rowid) FROM users)",
-    );
+    let user_did = sqlite_exec(&db_file, "SELECT did FROM users WHERE rowid = (SELECT min(rowid) FROM users)");
+    assert!(!user_did.is_empty(), "fixture has no users in {}", db_file.display());
+    sqlite_exec(&db_file, "UPDATE users SET extra = '{not json' WHERE rowid = (SELECT min(rowid) FROM users)");
 
     let out = migrate_with_data_dir(&pg, &data_dir, &[]);
     assert_failure(&out);
     for needle in [did_app, "users", user_did.as_str(), "extra"] {
-        assert!(
-            out.stderr.contains(needle),
-            "stderr should name the database/table/row/column ({needle:?}): {out:?}"
-        );
+        assert!(out.stderr.contains(needle), "stderr should name the database/table/row/column ({needle:?}): {out:?}");
     }
     pg.assert_no_rows_anywhere();
     assert_no_lock_file(&data_dir);
@@ -372,10 +281,7 @@ fn non_empty_target_is_refused_then_force_replaces() {
 
     let second = migrate_with_data_dir(&pg, &data_dir, &[]);
     assert_failure(&second);
-    assert!(
-        second.stderr.contains("--force"),
-        "refusal should mention --force: {second:?}"
-    );
+    assert!(second.stderr.contains("--force"), "refusal should mention --force: {second:?}");
     // The refusal did not damage what is there.
     compare_all(&data_dir, &pg);
 
@@ -388,11 +294,7 @@ fn non_empty_target_is_refused_then_force_replaces() {
     compare_all(&data_dir, &pg);
     for db in expected_databases() {
         let n = pg.count(&db, "SequelizeMeta");
-        assert_eq!(
-            n as usize,
-            expected_sequelize_meta(kind_for_pg_db(&db)).len(),
-            "SequelizeMeta of {db}"
-        );
+        assert_eq!(n as usize, expected_sequelize_meta(kind_for_pg_db(&db)).len(), "SequelizeMeta of {db}");
     }
     assert_lock_file(&data_dir, forced_start, forced_end);
 }
@@ -417,11 +319,7 @@ fn no_config_found() {
         out.has_error_line("Cannot find config file for Blocklet Server"),
         "expected the config-not-found error: {out:?}"
     );
-    assert!(
-        pg.databases().is_empty(),
-        "databases created without a config: {:?}",
-        pg.databases()
-    );
+    assert!(pg.databases().is_empty(), "databases created without a config: {:?}", pg.databases());
 }
 
 #[test]
@@ -436,46 +334,24 @@ fn missing_url_and_bad_url_and_unreachable() {
     // 1. Not set at all.
     let out = run_migrate(&args, cwd, &[]);
     assert_failure(&out);
-    assert!(
-        out.stderr.contains("ABT_NODE_POSTGRES_URL"),
-        "should name the env var: {out:?}"
-    );
+    assert!(out.stderr.contains("ABT_NODE_POSTGRES_URL"), "should name the env var: {out:?}");
     assert_no_lock_file(&data_dir);
 
     // 2. Not a URL.
     let out = run_migrate(&args, cwd, &[("ABT_NODE_POSTGRES_URL", "not a url")]);
     assert_failure(&out);
-    assert!(
-        out.stderr.contains("ABT_NODE_POSTGRES_URL"),
-        "should name the env var: {out:?}"
-    );
+    assert!(out.stderr.contains("ABT_NODE_POSTGRES_URL"), "should name the env var: {out:?}");
     assert_no_lock_file(&data_dir);
 
     // 3. Valid, but nothing listens on port 1. The password must never be printed.
-    let out = run_migrate(
-        &args,
-        cwd,
-        &[(
-            "ABT_NODE_POSTGRES_URL",
-            "postgres://postgres:s3cretpw@127.0.0.1:1/postgres",
-        )],
-    );
+    let out =
+        run_migrate(&args, cwd, &[("ABT_NODE_POSTGRES_URL", "postgres://postgres:s3cretpw@127.0.0.1:1/postgres")]);
     assert_failure(&out);
-    assert!(
-        out.stderr.contains("127.0.0.1:1"),
-        "should name the unreachable address: {out:?}"
-    );
-    assert!(
-        !out.stderr.contains("s3cretpw") && !out.stdout.contains("s3cretpw"),
-        "password leaked: {out:?}"
-    );
+    assert!(out.stderr.contains("127.0.0.1:1"), "should name the unreachable address: {out:?}");
+    assert!(!out.stderr.contains("s3cretpw") && !out.stdout.contains("s3cretpw"), "password leaked: {out:?}");
     assert_no_lock_file(&data_dir);
 
-    assert_same_tree(
-        &before,
-        &hash_tree(&data_dir),
-        "source data dir after failed runs",
-    );
+    assert_same_tree(&before, &hash_tree(&data_dir), "source data dir after failed runs");
 }
 
 #[test]
@@ -492,10 +368,7 @@ fn fk_violation_is_reported() {
     let out = migrate_with_data_dir(&pg, &data_dir, &[]);
     assert_failure(&out);
     for needle in ["passports", "orphan-passport", "userDid"] {
-        assert!(
-            out.stderr.contains(needle),
-            "stderr should mention {needle:?}: {out:?}"
-        );
+        assert!(out.stderr.contains(needle), "stderr should mention {needle:?}: {out:?}");
     }
     pg.assert_no_rows_anywhere();
     assert_no_lock_file(&data_dir);

@@ -123,10 +123,7 @@ impl Batch {
     /// instead of a panic.
     pub fn validate(&self, expected_columns: usize) -> Result<(), String> {
         if self.columns.len() != expected_columns {
-            return Err(format!(
-                "batch has {} columns, expected {expected_columns}",
-                self.columns.len()
-            ));
+            return Err(format!("batch has {} columns, expected {expected_columns}", self.columns.len()));
         }
         let rows = self.rows as usize;
         for (c, col) in self.columns.iter().enumerate() {
@@ -163,19 +160,8 @@ pub fn excerpt(value: Value<'_>) -> String {
         Value::Real(v) => v.to_string(),
         Value::Text(b) | Value::Json(b) => text(b),
         Value::Blob(b) => {
-            let hex: String = b
-                .iter()
-                .take(EXCERPT_CHARS / 2)
-                .map(|x| format!("{x:02x}"))
-                .collect();
-            format!(
-                "x'{hex}{}'",
-                if b.len() > EXCERPT_CHARS / 2 {
-                    "…"
-                } else {
-                    ""
-                }
-            )
+            let hex: String = b.iter().take(EXCERPT_CHARS / 2).map(|x| format!("{x:02x}")).collect();
+            format!("x'{hex}{}'", if b.len() > EXCERPT_CHARS / 2 { "…" } else { "" })
         }
         Value::Boolean(v) => v.to_string(),
         Value::Timestamp(v) => crate::timestamp::format_micros(v),
@@ -207,10 +193,7 @@ mod tests {
     fn validate_catches_bad_shapes() {
         let mut c = Column::default();
         c.push(Value::Text(b"abc"));
-        let mut b = Batch {
-            rows: 1,
-            columns: vec![c],
-        };
+        let mut b = Batch { rows: 1, columns: vec![c] };
         assert!(b.validate(1).is_ok());
         assert!(b.validate(2).is_err());
         b.columns[0].ends[0] = 99;

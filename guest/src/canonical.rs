@@ -89,26 +89,15 @@ pub fn json_hash(v: &serde_json::Value) -> u64 {
     match v {
         J::Null => number(seed::JSON_NULL, 0),
         J::Bool(b) => number(seed::JSON_BOOL, *b as u64),
-        J::Number(n) => number(
-            seed::JSON_NUMBER,
-            canonical_f64(n.as_f64().unwrap_or(f64::NAN)).to_bits(),
-        ),
+        J::Number(n) => number(seed::JSON_NUMBER, canonical_f64(n.as_f64().unwrap_or(f64::NAN)).to_bits()),
         J::String(s) => xxh3_64_with_seed(s.as_bytes(), seed::JSON_STRING),
-        J::Array(items) => items
-            .iter()
-            .fold(number(seed::JSON_ARRAY, items.len() as u64), |h, i| {
-                chain(h, json_hash(i))
-            }),
-        // serde_json's map is sorted by key, so the fold is independent of the source's key order.
-        J::Object(map) => {
-            map.iter()
-                .fold(number(seed::JSON_OBJECT, map.len() as u64), |h, (k, v)| {
-                    chain(
-                        chain(h, xxh3_64_with_seed(k.as_bytes(), seed::JSON_KEY)),
-                        json_hash(v),
-                    )
-                })
+        J::Array(items) => {
+            items.iter().fold(number(seed::JSON_ARRAY, items.len() as u64), |h, i| chain(h, json_hash(i)))
         }
+        // serde_json's map is sorted by key, so the fold is independent of the source's key order.
+        J::Object(map) => map.iter().fold(number(seed::JSON_OBJECT, map.len() as u64), |h, (k, v)| {
+            chain(chain(h, xxh3_64_with_seed(k.as_bytes(), seed::JSON_KEY)), json_hash(v))
+        }),
     }
 }
 
@@ -132,18 +121,9 @@ mod tests {
 
     #[test]
     fn tags_are_part_of_the_hash() {
-        assert_ne!(
-            value_hash(Value::Text(b"1")).unwrap(),
-            value_hash(Value::Blob(b"1")).unwrap()
-        );
-        assert_ne!(
-            value_hash(Value::Integer(1)).unwrap(),
-            value_hash(Value::Boolean(true)).unwrap()
-        );
-        assert_ne!(
-            value_hash(Value::Null).unwrap(),
-            value_hash(Value::Text(b"")).unwrap()
-        );
+        assert_ne!(value_hash(Value::Text(b"1")).unwrap(), value_hash(Value::Blob(b"1")).unwrap());
+        assert_ne!(value_hash(Value::Integer(1)).unwrap(), value_hash(Value::Boolean(true)).unwrap());
+        assert_ne!(value_hash(Value::Null).unwrap(), value_hash(Value::Text(b"")).unwrap());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! real server), not code: supporting a newer server means adding its files here.
 
 use crate::ddl::{PgSchema, PgTable};
+use crate::sqlite_ddl::SqliteSchema;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
@@ -28,16 +29,13 @@ pub struct KindFacts {
     /// Where the file lives, relative to the data dir (`*` = one path segment).
     pub sqlite_pattern: &'static str,
     pg_dump: &'static str,
+    sqlite_schema: &'static str,
     migrations: &'static str,
 }
 
 macro_rules! schema_file {
     ($name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/schema/blocklet-1.17.12/",
-            $name
-        ))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/blocklet-1.17.12/", $name))
     };
 }
 
@@ -48,6 +46,7 @@ pub static KINDS: [KindFacts; 4] = [
         label: "Server",
         sqlite_pattern: "core/server.db",
         pg_dump: schema_file!("pg-server_db.sql"),
+        sqlite_schema: schema_file!("sqlite-server.sql"),
         migrations: schema_file!("sequelize-meta/server.txt"),
     },
     KindFacts {
@@ -56,6 +55,7 @@ pub static KINDS: [KindFacts; 4] = [
         label: "Service",
         sqlite_pattern: "services/service.db",
         pg_dump: schema_file!("pg-service_db.sql"),
+        sqlite_schema: schema_file!("sqlite-service.sql"),
         migrations: schema_file!("sequelize-meta/service.txt"),
     },
     KindFacts {
@@ -64,6 +64,7 @@ pub static KINDS: [KindFacts; 4] = [
         label: "Blocklet",
         sqlite_pattern: "data/*/blocklet.db",
         pg_dump: schema_file!("pg-blocklet_db_APPDID.sql"),
+        sqlite_schema: schema_file!("sqlite-blocklet.sql"),
         migrations: schema_file!("sequelize-meta/blocklet.txt"),
     },
     KindFacts {
@@ -72,6 +73,7 @@ pub static KINDS: [KindFacts; 4] = [
         label: "certificate-manager",
         sqlite_pattern: "modules/certificate-manager/module.db",
         pg_dump: schema_file!("pg-module_db.sql"),
+        sqlite_schema: schema_file!("sqlite-certificate-manager.sql"),
         migrations: schema_file!("sequelize-meta/certificate-manager.txt"),
     },
 ];
@@ -83,6 +85,8 @@ pub const META_TABLE: &str = "SequelizeMeta";
 pub struct Catalog {
     pub facts: &'static KindFacts,
     pub schema: PgSchema,
+    /// The SQLite schema the server creates for the same database.
+    pub sqlite: SqliteSchema,
     pub migrations: Vec<&'static str>,
     /// Data tables (all but `SequelizeMeta`) in an order that loads parents before children.
     pub load_order: Vec<String>,
@@ -90,10 +94,7 @@ pub struct Catalog {
 
 impl Kind {
     pub fn facts(self) -> &'static KindFacts {
-        KINDS
-            .iter()
-            .find(|k| k.kind == self)
-            .expect("every kind has facts")
+        KINDS.iter().find(|k| k.kind == self).expect("every kind has facts")
     }
 
     /// The parsed catalog of this kind.
@@ -102,13 +103,7 @@ impl Kind {
         let all = CATALOGS.get_or_init(|| {
             KINDS
                 .iter()
-                .map(|f| {
-                    (
-                        f.kind,
-                        Catalog::build(f)
-                            .unwrap_or_else(|e| panic!("embedded {} schema: {e}", f.group)),
-                    )
-                })
+                .map(|f| (f.kind, Catalog::build(f).unwrap_or_else(|e| panic!("embedded {} schema: {e}", f.group))))
                 .collect()
         });
         &all[&self]
@@ -118,19 +113,20 @@ impl Kind {
 impl Catalog {
     fn build(facts: &'static KindFacts) -> Result<Catalog, String> {
         let schema = PgSchema::parse(facts.pg_dump)?;
-        let migrations = facts
-            .migrations
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let sqlite = SqliteSchema::parse(facts.sqlite_schema)?;
+        for t in &schema.tables {
+            let Some(st) = sqlite.table(&t.name) else {
+                return Err(format!("table {} has no SQLite definition", t.name));
+            };
+            if st.columns.len() != t.columns.len()
+                || t.columns.iter().any(|c| !st.columns.iter().any(|(n, _)| *n == c.name))
+            {
+                return Err(format!("table {}: SQLite and PostgreSQL columns differ", t.name));
+            }
+        }
+        let migrations = facts.migrations.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         let load_order = load_order(&schema)?;
-        Ok(Catalog {
-            facts,
-            schema,
-            migrations,
-            load_order,
-        })
+        Ok(Catalog { facts, schema, sqlite, migrations, load_order })
     }
 
     pub fn table(&self, name: &str) -> Option<&PgTable> {
@@ -141,14 +137,8 @@ impl Catalog {
 /// Tables sorted so that every table comes after the tables its foreign keys reference
 /// (self-references aside); ties keep the dump's (alphabetical) order.
 pub fn load_order(schema: &PgSchema) -> Result<Vec<String>, String> {
-    let names: Vec<&str> = schema
-        .tables
-        .iter()
-        .map(|t| t.name.as_str())
-        .filter(|n| *n != META_TABLE)
-        .collect();
-    let mut parents: BTreeMap<&str, BTreeSet<&str>> =
-        names.iter().map(|n| (*n, BTreeSet::new())).collect();
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).filter(|n| *n != META_TABLE).collect();
+    let mut parents: BTreeMap<&str, BTreeSet<&str>> = names.iter().map(|n| (*n, BTreeSet::new())).collect();
     for fk in &schema.foreign_keys {
         if fk.table != fk.ref_table
             && let Some(p) = parents.get_mut(fk.table.as_str())
@@ -160,10 +150,7 @@ pub fn load_order(schema: &PgSchema) -> Result<Vec<String>, String> {
     while done.len() < names.len() {
         let next = names
             .iter()
-            .find(|n| {
-                !done.iter().any(|d| d == *n)
-                    && parents[*n].iter().all(|p| done.iter().any(|d| d == p))
-            })
+            .find(|n| !done.iter().any(|d| d == *n) && parents[*n].iter().all(|p| done.iter().any(|d| d == p)))
             .ok_or("foreign keys form a cycle")?;
         done.push(next.to_string());
     }
@@ -175,20 +162,13 @@ mod tests {
     use super::*;
 
     fn pos(order: &[String], t: &str) -> usize {
-        order
-            .iter()
-            .position(|x| x == t)
-            .unwrap_or_else(|| panic!("{t} missing"))
+        order.iter().position(|x| x == t).unwrap_or_else(|| panic!("{t} missing"))
     }
 
     #[test]
     fn every_embedded_schema_parses_with_the_expected_tables() {
-        let counts = [
-            (Kind::Server, 28, 74),
-            (Kind::Service, 1, 4),
-            (Kind::Blocklet, 28, 79),
-            (Kind::CertificateManager, 4, 5),
-        ];
+        let counts =
+            [(Kind::Server, 28, 74), (Kind::Service, 1, 4), (Kind::Blocklet, 28, 79), (Kind::CertificateManager, 4, 5)];
         for (kind, tables, migrations) in counts {
             let c = kind.catalog();
             assert_eq!(c.load_order.len(), tables, "{kind:?}");
@@ -213,20 +193,9 @@ mod tests {
     #[test]
     fn facts_match_the_reference() {
         let server = Kind::Server.catalog();
-        let seqs: Vec<&str> = server
-            .schema
-            .sequences
-            .iter()
-            .map(|s| s.table.as_str())
-            .collect();
-        assert_eq!(
-            seqs,
-            vec!["blacklists", "passport_logs", "runtime_insights", "tags"]
-        );
-        assert_eq!(
-            server.schema.enums["enum_notifications_feedType"],
-            vec!["graphic", "data_tracker", ""]
-        );
+        let seqs: Vec<&str> = server.schema.sequences.iter().map(|s| s.table.as_str()).collect();
+        assert_eq!(seqs, vec!["blacklists", "passport_logs", "runtime_insights", "tags"]);
+        assert_eq!(server.schema.enums["enum_notifications_feedType"], vec!["graphic", "data_tracker", ""]);
         assert_eq!(
             Kind::Blocklet.catalog().schema.enums["enum_notifications_feedType"],
             vec!["graphic", "data-tracker", ""]
@@ -235,12 +204,7 @@ mod tests {
         assert!(tagging.primary_key().is_none());
         assert_eq!(tagging.identity_columns(), vec!["tagId", "taggableId"]);
         assert_eq!(
-            server
-                .table("org_resources")
-                .unwrap()
-                .primary_key()
-                .unwrap()
-                .columns,
+            server.table("org_resources").unwrap().primary_key().unwrap().columns,
             vec!["id", "orgId", "resourceId"]
         );
     }

@@ -30,11 +30,7 @@ pub struct Converted {
 }
 
 /// Convert a source batch whose columns are `targets` (same order).
-pub fn to_postgres(
-    src: &Batch,
-    targets: &[&PgColumn],
-    enums: &BTreeMap<String, Vec<String>>,
-) -> Converted {
+pub fn to_postgres(src: &Batch, targets: &[&PgColumn], enums: &BTreeMap<String, Vec<String>>) -> Converted {
     let rows = src.rows as usize;
     let mut hashes = vec![canonical::row_start(); rows];
     let mut keep = vec![true; rows];
@@ -49,11 +45,7 @@ pub fn to_postgres(
                 Err(reason) => {
                     out.push(Value::Null);
                     keep[i] = false;
-                    rejections.push(ValueRejection {
-                        row: i,
-                        column: c,
-                        reason,
-                    });
+                    rejections.push(ValueRejection { row: i, column: c, reason });
                 }
             }
         }
@@ -65,22 +57,10 @@ pub fn to_postgres(
         for col in &mut columns {
             col.retain_rows(&keep);
         }
-        row_hashes = row_hashes
-            .into_iter()
-            .zip(&keep)
-            .filter(|(_, k)| **k)
-            .map(|(h, _)| h)
-            .collect();
+        row_hashes = row_hashes.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(h, _)| h).collect();
         accepted = row_hashes.len();
     }
-    Converted {
-        batch: Batch {
-            rows: accepted as u32,
-            columns,
-        },
-        row_hashes,
-        rejections,
-    }
+    Converted { batch: Batch { rows: accepted as u32, columns }, row_hashes, rejections }
 }
 
 /// Convert one value into `out`, returning its canonical hash.
@@ -97,9 +77,7 @@ pub fn convert_value(
             }
             Value::Null
         }
-        (PgType::Varchar(_) | PgType::Text, Value::Text(b)) => {
-            Value::Text(checked_text(b, &target.ty)?)
-        }
+        (PgType::Varchar(_) | PgType::Text, Value::Text(b)) => Value::Text(checked_text(b, &target.ty)?),
         (PgType::Varchar(_) | PgType::Text, Value::Integer(n)) => {
             // TEXT affinity stores numbers as their decimal text; an integer here means the
             // same text, so write exactly that.
@@ -110,14 +88,9 @@ pub fn convert_value(
         }
         (PgType::Enum(name), Value::Text(b)) => {
             let s = utf8(b)?;
-            let labels = enums
-                .get(name)
-                .ok_or_else(|| format!("unknown enum type {name}"))?;
+            let labels = enums.get(name).ok_or_else(|| format!("unknown enum type {name}"))?;
             if !labels.iter().any(|l| l == s) {
-                return Err(format!(
-                    "{s:?} is not a value of {name} ({})",
-                    quoted_list(labels)
-                ));
+                return Err(format!("{s:?} is not a value of {name} ({})", quoted_list(labels)));
             }
             Value::Text(b)
         }
@@ -126,10 +99,7 @@ pub fn convert_value(
         }
         (PgType::SmallInt | PgType::Integer | PgType::BigInt, Value::Real(f)) => {
             if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.0e15 {
-                return Err(format!(
-                    "{f} is not a whole number for a {} column",
-                    type_name(&target.ty)
-                ));
+                return Err(format!("{f} is not a whole number for a {} column", type_name(&target.ty)));
             }
             Value::Integer(int_in_range(f as i64, &target.ty)?)
         }
@@ -145,10 +115,7 @@ pub fn convert_value(
             b"true" | b"1" => Value::Boolean(true),
             b"false" | b"0" => Value::Boolean(false),
             _ => {
-                return Err(format!(
-                    "{:?} is not a boolean (0/1)",
-                    String::from_utf8_lossy(b)
-                ));
+                return Err(format!("{:?} is not a boolean (0/1)", String::from_utf8_lossy(b)));
             }
         },
         (PgType::Boolean, Value::Integer(n)) => return Err(format!("{n} is not a boolean (0/1)")),
@@ -165,16 +132,13 @@ pub fn convert_value(
             return Ok(json_hash(&serde_json::Value::from(n)));
         }
         (PgType::Json | PgType::Jsonb, Value::Real(f)) => {
-            let n = serde_json::Number::from_f64(f)
-                .ok_or_else(|| format!("{f} is not a JSON number"))?;
+            let n = serde_json::Number::from_f64(f).ok_or_else(|| format!("{f} is not a JSON number"))?;
             let s = n.to_string();
             out.push(Value::Json(s.as_bytes()));
             return Ok(json_hash(&serde_json::Value::Number(n)));
         }
         (PgType::TimestampTz, Value::Text(b)) => Value::Timestamp(timestamp::parse_text(utf8(b)?)?),
-        (PgType::TimestampTz, Value::Integer(n)) => {
-            Value::Timestamp(timestamp::from_epoch(n as f64)?)
-        }
+        (PgType::TimestampTz, Value::Integer(n)) => Value::Timestamp(timestamp::from_epoch(n as f64)?),
         (PgType::TimestampTz, Value::Real(f)) => Value::Timestamp(timestamp::from_epoch(f)?),
         (PgType::TimestampTz, Value::Timestamp(t)) => Value::Timestamp(t),
         (PgType::Uuid, Value::Text(b)) => {
@@ -185,11 +149,7 @@ pub fn convert_value(
         (PgType::Bytea, Value::Blob(b)) => Value::Blob(b),
         (PgType::Other(name), _) => return Err(format!("the target type {name} is not supported")),
         (ty, v) => {
-            return Err(format!(
-                "{} value in a column of type {}",
-                source_kind(v),
-                type_name(ty)
-            ));
+            return Err(format!("{} value in a column of type {}", source_kind(v), type_name(ty)));
         }
     };
     out.push(converted);
@@ -197,8 +157,7 @@ pub fn convert_value(
 }
 
 fn utf8(b: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(b)
-        .map_err(|e| format!("text is not valid UTF-8 (at byte {})", e.valid_up_to()))
+    std::str::from_utf8(b).map_err(|e| format!("text is not valid UTF-8 (at byte {})", e.valid_up_to()))
 }
 
 fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
@@ -209,9 +168,7 @@ fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
     if let PgType::Varchar(Some(max)) = ty {
         let n = s.chars().count();
         if n > *max as usize {
-            return Err(format!(
-                "text of {n} characters is longer than varchar({max})"
-            ));
+            return Err(format!("text of {n} characters is longer than varchar({max})"));
         }
     }
     Ok(b)
@@ -259,11 +216,7 @@ pub fn canonical_uuid(s: &str) -> Result<String, String> {
 }
 
 fn quoted_list(labels: &[String]) -> String {
-    labels
-        .iter()
-        .map(|l| format!("'{l}'"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    labels.iter().map(|l| format!("'{l}'")).collect::<Vec<_>>().join(", ")
 }
 
 fn source_kind(v: Value<'_>) -> &'static str {
@@ -318,19 +271,11 @@ mod tests {
     use super::*;
 
     fn col(ty: PgType, not_null: bool) -> PgColumn {
-        PgColumn {
-            name: "c".into(),
-            ty,
-            not_null,
-            default: None,
-        }
+        PgColumn { name: "c".into(), ty, not_null, default: None }
     }
 
     fn enums() -> BTreeMap<String, Vec<String>> {
-        BTreeMap::from([(
-            "enum_feed".to_string(),
-            vec!["graphic".to_string(), "".to_string()],
-        )])
+        BTreeMap::from([("enum_feed".to_string(), vec!["graphic".to_string(), "".to_string()])])
     }
 
     fn conv(v: Value<'_>, ty: PgType) -> Result<Value<'static>, String> {
@@ -342,58 +287,22 @@ mod tests {
 
     #[test]
     fn faithful_conversions() {
+        assert_eq!(conv(Value::Integer(1), PgType::Boolean), Ok(Value::Boolean(true)));
+        assert_eq!(conv(Value::Integer(0), PgType::Boolean), Ok(Value::Boolean(false)));
         assert_eq!(
-            conv(Value::Integer(1), PgType::Boolean),
-            Ok(Value::Boolean(true))
-        );
-        assert_eq!(
-            conv(Value::Integer(0), PgType::Boolean),
-            Ok(Value::Boolean(false))
-        );
-        assert_eq!(
-            conv(
-                Value::Text(b"2026-11-25 18:55:01.750 +00:00"),
-                PgType::TimestampTz
-            ),
+            conv(Value::Text(b"2026-11-25 18:55:01.750 +00:00"), PgType::TimestampTz),
             Ok(Value::Timestamp(1_795_632_901_750_000))
         );
+        assert_eq!(conv(Value::Text(b"{\"a\":1}"), PgType::Jsonb), Ok(Value::Json(b"{\"a\":1}")));
+        assert_eq!(conv(Value::Blob(b"[1]"), PgType::Jsonb), Ok(Value::Json(b"[1]")));
+        assert_eq!(conv(Value::Integer(5), PgType::Jsonb), Ok(Value::Json(b"5")));
+        assert_eq!(conv(Value::Integer(42), PgType::Varchar(Some(80))), Ok(Value::Text(b"42")));
+        assert_eq!(conv(Value::Real(3.0), PgType::Integer), Ok(Value::Integer(3)));
+        assert_eq!(conv(Value::Integer(3), PgType::Double), Ok(Value::Real(3.0)));
+        assert_eq!(conv(Value::Text(b"graphic"), PgType::Enum("enum_feed".into())), Ok(Value::Text(b"graphic")));
+        assert_eq!(conv(Value::Text(b""), PgType::Enum("enum_feed".into())), Ok(Value::Text(b"")));
         assert_eq!(
-            conv(Value::Text(b"{\"a\":1}"), PgType::Jsonb),
-            Ok(Value::Json(b"{\"a\":1}"))
-        );
-        assert_eq!(
-            conv(Value::Blob(b"[1]"), PgType::Jsonb),
-            Ok(Value::Json(b"[1]"))
-        );
-        assert_eq!(
-            conv(Value::Integer(5), PgType::Jsonb),
-            Ok(Value::Json(b"5"))
-        );
-        assert_eq!(
-            conv(Value::Integer(42), PgType::Varchar(Some(80))),
-            Ok(Value::Text(b"42"))
-        );
-        assert_eq!(
-            conv(Value::Real(3.0), PgType::Integer),
-            Ok(Value::Integer(3))
-        );
-        assert_eq!(
-            conv(Value::Integer(3), PgType::Double),
-            Ok(Value::Real(3.0))
-        );
-        assert_eq!(
-            conv(Value::Text(b"graphic"), PgType::Enum("enum_feed".into())),
-            Ok(Value::Text(b"graphic"))
-        );
-        assert_eq!(
-            conv(Value::Text(b""), PgType::Enum("enum_feed".into())),
-            Ok(Value::Text(b""))
-        );
-        assert_eq!(
-            conv(
-                Value::Text(b"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"),
-                PgType::Uuid
-            ),
+            conv(Value::Text(b"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"), PgType::Uuid),
             Ok(Value::Text(b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"))
         );
         assert_eq!(
@@ -406,49 +315,17 @@ mod tests {
     fn refusals_carry_reasons() {
         let cases: Vec<(Value<'static>, PgType, &str)> = vec![
             (Value::Text(b"{not json"), PgType::Jsonb, "invalid JSON"),
-            (
-                Value::Text(b"{\"a\":\"\\u0000\"}"),
-                PgType::Jsonb,
-                "\\u0000",
-            ),
-            (
-                Value::Text(b"Invalid date"),
-                PgType::TimestampTz,
-                "timestamp",
-            ),
+            (Value::Text(b"{\"a\":\"\\u0000\"}"), PgType::Jsonb, "\\u0000"),
+            (Value::Text(b"Invalid date"), PgType::TimestampTz, "timestamp"),
             (Value::Text(b""), PgType::TimestampTz, "empty"),
-            (
-                Value::Text(b"gallery"),
-                PgType::Enum("enum_feed".into()),
-                "not a value of enum_feed",
-            ),
-            (
-                Value::Text(b"abcdef"),
-                PgType::Varchar(Some(5)),
-                "longer than varchar(5)",
-            ),
+            (Value::Text(b"gallery"), PgType::Enum("enum_feed".into()), "not a value of enum_feed"),
+            (Value::Text(b"abcdef"), PgType::Varchar(Some(5)), "longer than varchar(5)"),
             (Value::Text(b"a\0b"), PgType::Text, "NUL"),
             (Value::Text(b"\xff\xfe"), PgType::Text, "UTF-8"),
-            (
-                Value::Blob(b"abc"),
-                PgType::Text,
-                "BLOB value in a column of type text",
-            ),
-            (
-                Value::Integer(3_000_000_000),
-                PgType::Integer,
-                "out of range for integer",
-            ),
-            (
-                Value::Integer(40_000),
-                PgType::SmallInt,
-                "out of range for smallint",
-            ),
-            (
-                Value::Text(b"12abc"),
-                PgType::Integer,
-                "text value in a column of type integer",
-            ),
+            (Value::Blob(b"abc"), PgType::Text, "BLOB value in a column of type text"),
+            (Value::Integer(3_000_000_000), PgType::Integer, "out of range for integer"),
+            (Value::Integer(40_000), PgType::SmallInt, "out of range for smallint"),
+            (Value::Text(b"12abc"), PgType::Integer, "text value in a column of type integer"),
             (Value::Integer(2), PgType::Boolean, "not a boolean"),
             (Value::Real(1.5), PgType::Integer, "not a whole number"),
             (Value::Real(f64::NAN), PgType::Jsonb, "not a JSON number"),
@@ -457,10 +334,7 @@ mod tests {
         ];
         for (v, ty, want) in cases {
             let err = conv(v, ty.clone()).expect_err(&format!("{v:?} into {ty:?} must be refused"));
-            assert!(
-                err.contains(want),
-                "{v:?} into {ty:?}: {err:?} should mention {want:?}"
-            );
+            assert!(err.contains(want), "{v:?} into {ty:?}: {err:?} should mention {want:?}");
         }
     }
 
@@ -479,10 +353,7 @@ mod tests {
             a.push(Value::Integer(x));
             b.push(Value::Text(y));
         }
-        let src = Batch {
-            rows: 3,
-            columns: vec![a, b],
-        };
+        let src = Batch { rows: 3, columns: vec![a, b] };
         let (ca, cb) = (col(PgType::Integer, true), col(PgType::Jsonb, false));
         let out = to_postgres(&src, &[&ca, &cb], &enums());
         assert_eq!(out.batch.rows, 2);
@@ -498,24 +369,189 @@ mod tests {
     fn converted_hash_equals_read_back_hash() {
         // What the target returns (jsonb normalised, uuid lower-case) hashes like what was sent.
         let mut out = Column::default();
-        let sent = convert_value(
-            Value::Text(b"{\"b\": 1, \"a\": 2}"),
-            &col(PgType::Jsonb, false),
-            &enums(),
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(
-            sent,
-            value_hash(Value::Json(b"{\"a\": 2, \"b\": 1}")).unwrap()
-        );
-        let sent = convert_value(
-            Value::Integer(1),
-            &col(PgType::Boolean, false),
-            &enums(),
-            &mut out,
-        )
-        .unwrap();
+        let sent = convert_value(Value::Text(b"{\"b\": 1, \"a\": 2}"), &col(PgType::Jsonb, false), &enums(), &mut out)
+            .unwrap();
+        assert_eq!(sent, value_hash(Value::Json(b"{\"a\": 2, \"b\": 1}")).unwrap());
+        let sent = convert_value(Value::Integer(1), &col(PgType::Boolean, false), &enums(), &mut out).unwrap();
         assert_eq!(sent, value_hash(Value::Boolean(true)).unwrap());
+    }
+}
+
+/// Convert a PostgreSQL batch whose columns have the PostgreSQL types `sources` into what a
+/// Blocklet Server keeps in SQLite: booleans 0/1, timestamps as
+/// `YYYY-MM-DD HH:MM:SS.SSS +00:00`, JSON as compact text. Row hashes use [`sqlite_hash`].
+pub fn to_sqlite(src: &Batch, sources: &[&PgColumn]) -> Converted {
+    let rows = src.rows as usize;
+    let mut hashes = vec![canonical::row_start(); rows];
+    let mut keep = vec![true; rows];
+    let mut rejections = Vec::new();
+    let mut columns = Vec::with_capacity(sources.len());
+    for (c, (col, source)) in src.columns.iter().zip(sources).enumerate() {
+        let mut out = Column::with_capacity(rows);
+        for (i, hash) in hashes.iter_mut().enumerate() {
+            let before = out.len();
+            match value_to_sqlite(col.get(i), source, &mut out).and_then(|_| sqlite_hash(&source.ty, out.get(before))) {
+                Ok(h) => *hash = canonical::chain(*hash, h),
+                Err(reason) => {
+                    out.tags.truncate(before);
+                    out.numbers.truncate(before);
+                    out.ends.truncate(before);
+                    out.bytes.truncate(if before == 0 { 0 } else { out.ends[before - 1] as usize });
+                    out.push(Value::Null);
+                    keep[i] = false;
+                    rejections.push(ValueRejection { row: i, column: c, reason });
+                }
+            }
+        }
+        columns.push(out);
+    }
+    let mut row_hashes = hashes;
+    let mut accepted = rows;
+    if !rejections.is_empty() {
+        for col in &mut columns {
+            col.retain_rows(&keep);
+        }
+        row_hashes = row_hashes.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(h, _)| h).collect();
+        accepted = row_hashes.len();
+    }
+    Converted { batch: Batch { rows: accepted as u32, columns }, row_hashes, rejections }
+}
+
+/// Convert one PostgreSQL value of a `source` column into its SQLite form, into `out`.
+pub fn value_to_sqlite(v: Value<'_>, source: &PgColumn, out: &mut Column) -> Result<(), String> {
+    match v {
+        Value::Null | Value::Integer(_) | Value::Text(_) | Value::Blob(_) => out.push(v),
+        Value::Boolean(b) => out.push(Value::Integer(b as i64)),
+        Value::Real(f) if f.is_nan() => return Err("NaN cannot be stored in SQLite (it would become NULL)".into()),
+        Value::Real(f) => out.push(Value::Real(f)),
+        Value::Timestamp(us) => {
+            if us.rem_euclid(1000) != 0 {
+                return Err(format!(
+                    "{} has microseconds; Blocklet Server keeps milliseconds in SQLite",
+                    timestamp::format_micros(us)
+                ));
+            }
+            let text = timestamp::format_micros(us);
+            if !text.as_bytes()[..4].iter().all(u8::is_ascii_digit) || text.as_bytes()[4] != b'-' {
+                return Err(format!("{text} is outside the years 0000–9999 the server can read back"));
+            }
+            out.push(Value::Text(text.as_bytes()));
+        }
+        Value::Json(b) => {
+            if source.ty == PgType::Json {
+                // `json` keeps its text exactly; so does the SQLite copy.
+                out.push(Value::Text(b));
+            } else {
+                let compact = compact_json(b);
+                check_sqlite_keeps_number(&compact)?;
+                out.push(Value::Text(&compact));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// jsonb's text (`{"a": 1}`) without the insignificant whitespace (`{"a":1}`), as
+/// `JSON.stringify` writes it; strings and numbers are kept byte for byte.
+pub fn compact_json(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in b {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A JSON column has NUMERIC affinity in SQLite: a document that is a bare number is stored
+/// as a number. Refuse the ones SQLite would round.
+fn check_sqlite_keeps_number(json: &[u8]) -> Result<(), String> {
+    let Ok(s) = std::str::from_utf8(json) else { return Ok(()) };
+    if !s.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(());
+    }
+    let integral = !s.contains(['.', 'e', 'E']);
+    if integral && s.parse::<i64>().is_err() {
+        return Err(format!("the JSON number {s} does not fit SQLite's 64-bit integers and would be rounded"));
+    }
+    if !integral && !s.parse::<f64>().is_ok_and(f64::is_finite) {
+        return Err(format!("the JSON number {s} cannot be held by SQLite"));
+    }
+    Ok(())
+}
+
+/// Hash a value held in SQLite by the meaning its PostgreSQL type gives it: JSON columns by
+/// document (SQLite stores a bare JSON number as a number), everything else exactly.
+pub fn sqlite_hash(ty: &PgType, v: Value<'_>) -> Result<u64, String> {
+    match (ty, v) {
+        (PgType::Json | PgType::Jsonb, Value::Text(b) | Value::Json(b) | Value::Blob(b)) => {
+            let parsed: serde_json::Value = serde_json::from_slice(b).map_err(|e| format!("invalid JSON: {e}"))?;
+            Ok(json_hash(&parsed))
+        }
+        (PgType::Json | PgType::Jsonb, Value::Integer(n)) => Ok(json_hash(&serde_json::Value::from(n))),
+        (PgType::Json | PgType::Jsonb, Value::Real(f)) => Ok(json_hash(&serde_json::Value::from(f))),
+        _ => value_hash(v),
+    }
+}
+
+#[cfg(test)]
+mod to_sqlite_tests {
+    use super::*;
+
+    fn col(ty: PgType) -> PgColumn {
+        PgColumn { name: "c".into(), ty, not_null: false, default: None }
+    }
+
+    fn conv(v: Value<'_>, ty: PgType) -> Result<Value<'static>, String> {
+        let mut out = Column::default();
+        value_to_sqlite(v, &col(ty), &mut out)?;
+        let leaked: &'static Column = Box::leak(Box::new(out));
+        Ok(leaked.get(0))
+    }
+
+    #[test]
+    fn server_representation() {
+        assert_eq!(conv(Value::Boolean(true), PgType::Boolean), Ok(Value::Integer(1)));
+        assert_eq!(
+            conv(Value::Timestamp(1_795_632_901_750_000), PgType::TimestampTz),
+            Ok(Value::Text(b"2026-11-25 18:55:01.750 +00:00"))
+        );
+        assert_eq!(
+            conv(Value::Json(br#"{"a": [1, 2], "b": "x y"}"#), PgType::Jsonb),
+            Ok(Value::Text(br#"{"a":[1,2],"b":"x y"}"#))
+        );
+        assert_eq!(conv(Value::Json(br#"{"a": 1}"#), PgType::Json), Ok(Value::Text(br#"{"a": 1}"#)));
+        assert_eq!(compact_json(br#"{"q": "a \" b", "e": "\\"}"#), br#"{"q":"a \" b","e":"\\"}"#);
+    }
+
+    #[test]
+    fn refuses_what_sqlite_would_change() {
+        assert!(
+            conv(Value::Timestamp(1_795_632_901_750_001), PgType::TimestampTz).unwrap_err().contains("microseconds")
+        );
+        assert!(conv(Value::Real(f64::NAN), PgType::Double).unwrap_err().contains("NaN"));
+        assert!(conv(Value::Json(b"12345678901234567890"), PgType::Jsonb).unwrap_err().contains("rounded"));
+        assert!(conv(Value::Json(b"123"), PgType::Jsonb).is_ok());
+        let year_10000 = 253_402_300_800_000_000;
+        assert!(conv(Value::Timestamp(year_10000), PgType::TimestampTz).is_err());
+    }
+
+    #[test]
+    fn json_read_back_as_number_hashes_like_the_text_sent() {
+        let ty = PgType::Jsonb;
+        assert_eq!(sqlite_hash(&ty, Value::Text(b"5")).unwrap(), sqlite_hash(&ty, Value::Integer(5)).unwrap());
+        assert_eq!(sqlite_hash(&ty, Value::Text(b"1.5")).unwrap(), sqlite_hash(&ty, Value::Real(1.5)).unwrap());
     }
 }

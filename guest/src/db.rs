@@ -75,11 +75,7 @@ pub trait Database {
     ) -> Result<Box<dyn Cursor + '_>, DbError>;
     fn execute(&self, statement: &str) -> Result<u64, DbError>;
     fn query(&self, statement: &str) -> Result<Batch, DbError>;
-    fn bulk_load(
-        &self,
-        table: &str,
-        columns: &[String],
-    ) -> Result<Box<dyn BulkWriter + '_>, DbError>;
+    fn bulk_load(&self, table: &str, columns: &[String]) -> Result<Box<dyn BulkWriter + '_>, DbError>;
 }
 
 /// A row that cannot be migrated faithfully (WIT `rejected-row`).

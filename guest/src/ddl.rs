@@ -106,10 +106,7 @@ impl PgTable {
 
     /// Columns that identify a row in reports: the primary key, else the first unique key.
     pub fn identity_columns(&self) -> Vec<String> {
-        self.primary_key()
-            .or_else(|| self.unique_keys.first())
-            .map(|k| k.columns.clone())
-            .unwrap_or_default()
+        self.primary_key().or_else(|| self.unique_keys.first()).map(|k| k.columns.clone()).unwrap_or_default()
     }
 }
 
@@ -141,8 +138,7 @@ impl PgSchema {
     fn add(&mut self, sql: String) -> Result<(), String> {
         let mut enforces = None;
         let head: String = sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
-        let phase = if head.starts_with("SET ") || head.starts_with("SELECT pg_catalog.set_config")
-        {
+        let phase = if head.starts_with("SET ") || head.starts_with("SELECT pg_catalog.set_config") {
             return Ok(()); // session settings of the dump itself
         } else if head.starts_with("CREATE TYPE") {
             let (name, labels) = parse_enum(&sql)?;
@@ -179,16 +175,9 @@ impl PgSchema {
         } else if head.starts_with("COMMENT ON") {
             Phase::PreData
         } else {
-            return Err(format!(
-                "unexpected statement in schema dump: {}",
-                first_line(&sql)
-            ));
+            return Err(format!("unexpected statement in schema dump: {}", first_line(&sql)));
         };
-        self.statements.push(Statement {
-            phase,
-            sql,
-            enforces,
-        });
+        self.statements.push(Statement { phase, sql, enforces });
         Ok(())
     }
 
@@ -211,9 +200,7 @@ pub fn split_statements(dump: &str) -> Vec<String> {
     let mut cur = String::new();
     for line in dump.lines() {
         let trimmed = line.trim();
-        if cur.is_empty()
-            && (trimmed.is_empty() || trimmed.starts_with("--") || trimmed.starts_with('\\'))
-        {
+        if cur.is_empty() && (trimmed.is_empty() || trimmed.starts_with("--") || trimmed.starts_with('\\')) {
             continue;
         }
         if !cur.is_empty() {
@@ -297,12 +284,8 @@ fn parse_enum(sql: &str) -> Result<(String, Vec<String>), String> {
         .strip_prefix("CREATE TYPE ")
         .and_then(|r| r.split(" AS ENUM").next())
         .ok_or_else(|| format!("cannot read enum: {}", first_line(sql)))?;
-    let body = parenthesised(sql)
-        .ok_or_else(|| format!("cannot read enum labels: {}", first_line(sql)))?;
-    let labels = split_top_level(body)
-        .iter()
-        .map(|l| l.trim().trim_matches('\'').replace("''", "'"))
-        .collect();
+    let body = parenthesised(sql).ok_or_else(|| format!("cannot read enum labels: {}", first_line(sql)))?;
+    let labels = split_top_level(body).iter().map(|l| l.trim().trim_matches('\'').replace("''", "'")).collect();
     Ok((unqualify(name), labels))
 }
 
@@ -317,11 +300,7 @@ fn parse_table(sql: &str) -> Result<PgTable, String> {
         .iter()
         .map(|def| parse_column(def).map_err(|e| format!("table {name}: {e}")))
         .collect::<Result<_, _>>()?;
-    Ok(PgTable {
-        name,
-        columns,
-        unique_keys: Vec::new(),
-    })
+    Ok(PgTable { name, columns, unique_keys: Vec::new() })
 }
 
 fn parse_column(def: &str) -> Result<PgColumn, String> {
@@ -330,10 +309,7 @@ fn parse_column(def: &str) -> Result<PgColumn, String> {
         (r[..end].to_string(), r[end + 1..].trim())
     } else {
         let mut it = def.splitn(2, ' ');
-        (
-            it.next().unwrap_or("").to_string(),
-            it.next().unwrap_or("").trim(),
-        )
+        (it.next().unwrap_or("").to_string(), it.next().unwrap_or("").trim())
     };
     let mut rest = rest.to_string();
     let not_null = rest.ends_with(" NOT NULL");
@@ -341,30 +317,17 @@ fn parse_column(def: &str) -> Result<PgColumn, String> {
         rest.truncate(rest.len() - " NOT NULL".len());
     }
     let (ty, default) = match rest.find(" DEFAULT ") {
-        Some(i) => (
-            rest[..i].to_string(),
-            Some(rest[i + " DEFAULT ".len()..].to_string()),
-        ),
+        Some(i) => (rest[..i].to_string(), Some(rest[i + " DEFAULT ".len()..].to_string())),
         None => (rest.clone(), None),
     };
-    Ok(PgColumn {
-        name,
-        ty: pg_type(&ty),
-        not_null,
-        default,
-    })
+    Ok(PgColumn { name, ty: pg_type(&ty), not_null, default })
 }
 
 /// Map a dumped type name to [`PgType`].
 pub fn pg_type(ty: &str) -> PgType {
     let ty = ty.trim();
     if let Some(n) = ty.strip_prefix("character varying") {
-        let len = n
-            .trim()
-            .trim_start_matches('(')
-            .trim_end_matches(')')
-            .parse()
-            .ok();
+        let len = n.trim().trim_start_matches('(').trim_end_matches(')').parse().ok();
         return PgType::Varchar(len);
     }
     match ty {
@@ -390,17 +353,9 @@ fn parse_owned_by(sql: &str) -> Result<OwnedSequence, String> {
     let err = || format!("cannot read sequence: {}", first_line(sql));
     let rest = sql.strip_prefix("ALTER SEQUENCE ").ok_or_else(err)?;
     let (seq, owner) = rest.split_once(" OWNED BY ").ok_or_else(err)?;
-    let owner = owner
-        .trim()
-        .trim_end_matches(';')
-        .strip_prefix("public.")
-        .ok_or_else(err)?;
+    let owner = owner.trim().trim_end_matches(';').strip_prefix("public.").ok_or_else(err)?;
     let (table, column) = split_qualified(owner).ok_or_else(err)?;
-    Ok(OwnedSequence {
-        name: unqualify(seq),
-        table,
-        column,
-    })
+    Ok(OwnedSequence { name: unqualify(seq), table, column })
 }
 
 /// `tags.id`, `"a"."b"` → (`tags`, `id`).
@@ -421,9 +376,7 @@ fn split_qualified(s: &str) -> Option<(String, String)> {
 
 /// `ALTER TABLE ONLY public.t` → `t`.
 fn altered_table(sql: &str) -> Option<String> {
-    let rest = sql
-        .strip_prefix("ALTER TABLE ONLY ")
-        .or_else(|| sql.strip_prefix("ALTER TABLE "))?;
+    let rest = sql.strip_prefix("ALTER TABLE ONLY ").or_else(|| sql.strip_prefix("ALTER TABLE "))?;
     let name = rest.split_whitespace().next()?;
     Some(unqualify(name))
 }
@@ -441,16 +394,8 @@ fn parse_constraint(sql: &str) -> Result<(String, UniqueKey), String> {
     if !primary && !sql.contains(" UNIQUE ") {
         return Err(err());
     }
-    let cols =
-        parenthesised(&sql[sql.find("ADD CONSTRAINT").ok_or_else(err)?..]).ok_or_else(err)?;
-    Ok((
-        table,
-        UniqueKey {
-            name,
-            columns: column_list(cols),
-            primary,
-        },
-    ))
+    let cols = parenthesised(&sql[sql.find("ADD CONSTRAINT").ok_or_else(err)?..]).ok_or_else(err)?;
+    Ok((table, UniqueKey { name, columns: column_list(cols), primary }))
 }
 
 fn parse_unique_index(sql: &str) -> Option<(String, UniqueKey)> {
@@ -462,14 +407,7 @@ fn parse_unique_index(sql: &str) -> Option<(String, UniqueKey)> {
     if cols.contains('(') {
         return None;
     }
-    Some((
-        table,
-        UniqueKey {
-            name: unquote(name),
-            columns: column_list(cols),
-            primary: false,
-        },
-    ))
+    Some((table, UniqueKey { name: unquote(name), columns: column_list(cols), primary: false }))
 }
 
 fn parse_foreign_key(sql: &str) -> Result<ForeignKey, String> {
@@ -481,13 +419,7 @@ fn parse_foreign_key(sql: &str) -> Result<ForeignKey, String> {
     let refs = &fk[fk.find("REFERENCES ").ok_or_else(err)? + "REFERENCES ".len()..];
     let ref_table = unqualify(&refs[..refs.find('(').ok_or_else(err)?]);
     let ref_columns = column_list(parenthesised(refs).ok_or_else(err)?);
-    Ok(ForeignKey {
-        name,
-        table,
-        columns,
-        ref_table,
-        ref_columns,
-    })
+    Ok(ForeignKey { name, table, columns, ref_table, ref_columns })
 }
 
 #[cfg(test)]
@@ -542,23 +474,13 @@ ALTER TABLE ONLY public.tags
         assert_eq!(t.columns.len(), 6);
         assert_eq!(t.column("title").unwrap().ty, PgType::Varchar(Some(64)));
         assert!(t.column("title").unwrap().not_null);
-        assert_eq!(
-            t.column("kind").unwrap().ty,
-            PgType::Enum("enum_a_b".into())
-        );
-        assert_eq!(
-            t.column("meta").unwrap().default.as_deref(),
-            Some("'{}'::jsonb")
-        );
+        assert_eq!(t.column("kind").unwrap().ty, PgType::Enum("enum_a_b".into()));
+        assert_eq!(t.column("meta").unwrap().default.as_deref(), Some("'{}'::jsonb"));
         assert_eq!(t.primary_key().unwrap().columns, vec!["id"]);
         assert_eq!(t.unique_keys.len(), 2);
         assert_eq!(
             s.sequences,
-            vec![OwnedSequence {
-                name: "tags_id_seq".into(),
-                table: "tags".into(),
-                column: "id".into()
-            }]
+            vec![OwnedSequence { name: "tags_id_seq".into(), table: "tags".into(), column: "id".into() }]
         );
         assert_eq!(s.foreign_keys[0].columns, vec!["parentId"]);
         assert_eq!(s.foreign_keys[0].ref_table, "tags");

@@ -15,10 +15,11 @@ pub mod ddl;
 pub mod migrate;
 pub mod naming;
 pub mod plan;
+pub mod sqlite_ddl;
 pub mod timestamp;
 
 #[cfg(target_arch = "wasm32")]
 mod shell;
 
 /// The WIT package version this component is built against (see `wit/blocklet-migrate.wit`).
-pub const WIT_VERSION: &str = "1.0.0";
+pub const WIT_VERSION: &str = "1.1.0";

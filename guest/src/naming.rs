@@ -9,21 +9,8 @@ use sha3::{Digest, Keccak256, Keccak384, Keccak512, Sha3_256, Sha3_384, Sha3_512
 pub fn database_name(relative_path: &str) -> String {
     let mut parts: Vec<&str> = relative_path.split('/').filter(|p| !p.is_empty()).collect();
     let file = parts.pop().unwrap_or("");
-    let base: String = file
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let base = if base.is_empty() {
-        "postgres".to_string()
-    } else {
-        base
-    };
+    let base: String = file.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let base = if base.is_empty() { "postgres".to_string() } else { base };
     match parts.last() {
         Some(dir) if is_valid_did(dir) => format!("{base}_{dir}"),
         _ => base,
@@ -64,10 +51,7 @@ mod tests {
     fn names_follow_the_server() {
         assert_eq!(database_name("core/server.db"), "server_db");
         assert_eq!(database_name("services/service.db"), "service_db");
-        assert_eq!(
-            database_name("modules/certificate-manager/module.db"),
-            "module_db"
-        );
+        assert_eq!(database_name("modules/certificate-manager/module.db"), "module_db");
         assert_eq!(
             database_name("data/zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM64/blocklet.db"),
             "blocklet_db_zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM64"
@@ -80,10 +64,7 @@ mod tests {
         assert!(is_valid_did("zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM64"));
         assert!(is_valid_did("zNKrYWaSmXbK1xanN7G2rSU9ak7JUVXrHD9G"));
         assert!(is_valid_did("did:abt:zNKhVWFQpspt3F1i9eYWjHhEtPVixC2n3eb4"));
-        assert!(
-            !is_valid_did("zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM65"),
-            "one character off"
-        );
+        assert!(!is_valid_did("zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM65"), "one character off");
         assert!(!is_valid_did("NKqXjErsgbHZH5rW1nusSm7raAyFE94jM64"));
         assert!(!is_valid_did("z0OIl"));
         assert!(!is_valid_did(""));

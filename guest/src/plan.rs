@@ -23,7 +23,8 @@ pub struct Planned {
 }
 
 /// The hint the original prints for a data dir whose server never started.
-pub const NEVER_STARTED: &str = "Failed to get blocklets: SQLITE_ERROR: no such table: blocklets, you need ensure blocklet server start once.";
+pub const NEVER_STARTED: &str =
+    "Failed to get blocklets: SQLITE_ERROR: no such table: blocklets, you need ensure blocklet server start once.";
 
 /// An app as the server database lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,45 +36,27 @@ pub struct ListedApp {
 
 /// Read the apps from the server database, newest first (the original's order).
 pub fn listed_apps(index: &dyn Database) -> Result<Vec<ListedApp>, String> {
-    let info = index
-        .describe_table("blocklets")
-        .map_err(|e| format!("Failed to get blocklets: {e}"))?
-        .ok_or(NEVER_STARTED)?;
+    let info =
+        index.describe_table("blocklets").map_err(|e| format!("Failed to get blocklets: {e}"))?.ok_or(NEVER_STARTED)?;
     let wanted = ["id", "appPid", "environments", "createdAt"];
-    let cols: Vec<String> = wanted
-        .iter()
-        .filter(|w| info.columns.iter().any(|c| c.name == **w))
-        .map(|w| w.to_string())
-        .collect();
+    let cols: Vec<String> =
+        wanted.iter().filter(|w| info.columns.iter().any(|c| c.name == **w)).map(|w| w.to_string()).collect();
     let idx = |name: &str| cols.iter().position(|c| c == name);
-    let mut cursor = index
-        .read("blocklets", &cols, &[], 500)
-        .map_err(|e| format!("Failed to get blocklets: {e}"))?;
+    let mut cursor = index.read("blocklets", &cols, &[], 500).map_err(|e| format!("Failed to get blocklets: {e}"))?;
     let mut apps = Vec::new();
-    while let Some(batch) = cursor
-        .next_batch()
-        .map_err(|e| format!("Failed to get blocklets: {e}"))?
-    {
+    while let Some(batch) = cursor.next_batch().map_err(|e| format!("Failed to get blocklets: {e}"))? {
         for row in 0..batch.rows as usize {
             let text = |name: &str| -> Option<String> {
                 match batch.columns[idx(name)?].get(row) {
-                    Value::Text(b) | Value::Json(b) | Value::Blob(b) => {
-                        Some(String::from_utf8_lossy(b).into_owned())
-                    }
+                    Value::Text(b) | Value::Json(b) | Value::Blob(b) => Some(String::from_utf8_lossy(b).into_owned()),
                     Value::Integer(n) => Some(n.to_string()),
                     _ => None,
                 }
             };
             let app_pid = text("appPid").or_else(|| text("id")).unwrap_or_default();
             let data_dir = text("environments").and_then(|env| data_dir_of(&env));
-            let created_at = text("createdAt")
-                .and_then(|t| timestamp::parse_text(&t).ok())
-                .unwrap_or(i64::MIN);
-            apps.push(ListedApp {
-                app_pid,
-                data_dir,
-                created_at,
-            });
+            let created_at = text("createdAt").and_then(|t| timestamp::parse_text(&t).ok()).unwrap_or(i64::MIN);
+            apps.push(ListedApp { app_pid, data_dir, created_at });
         }
     }
     apps.sort_by_key(|a| std::cmp::Reverse(a.created_at));
@@ -84,8 +67,7 @@ pub fn listed_apps(index: &dyn Database) -> Result<Vec<ListedApp>, String> {
 pub fn data_dir_of(environments: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(environments).ok()?;
     v.as_array()?.iter().find_map(|e| {
-        (e.get("key")?.as_str()? == "BLOCKLET_DATA_DIR")
-            .then(|| e.get("value")?.as_str().map(str::to_string))?
+        (e.get("key")?.as_str()? == "BLOCKLET_DATA_DIR").then(|| e.get("value")?.as_str().map(str::to_string))?
     })
 }
 
@@ -125,20 +107,12 @@ pub fn plan_to_postgres(
     let app_pattern = kind_of(Kind::Blocklet).sqlite_pattern;
     for app in &apps {
         let Some(stored) = &app.data_dir else {
-            events.log(
-                Level::Info,
-                &format!("Skip migrate schema for blocklet: {}", app.app_pid),
-            );
+            events.log(Level::Info, &format!("Skip migrate schema for blocklet: {}", app.app_pid));
             continue;
         };
-        let path = relative_app_db(stored)
-            .filter(|p| matches_pattern(app_pattern, p))
-            .ok_or_else(|| {
-                format!(
-                    "blocklet {} has a BLOCKLET_DATA_DIR that is not an app directory: {stored}",
-                    app.app_pid
-                )
-            })?;
+        let path = relative_app_db(stored).filter(|p| matches_pattern(app_pattern, p)).ok_or_else(|| {
+            format!("blocklet {} has a BLOCKLET_DATA_DIR that is not an app directory: {stored}", app.app_pid)
+        })?;
         if !present(&path) {
             return Err(format!(
                 "blocklet {} keeps its data in {stored}, but {path} does not exist in this data dir",
@@ -157,10 +131,7 @@ pub fn plan_to_postgres(
     }
     for file in files.iter().filter(|f| matches_pattern(app_pattern, f)) {
         if !plan.iter().any(|p| &p.sqlite_file == file) {
-            events.log(
-                Level::Warn,
-                &format!("{file} is not listed by any blocklet; migrating it too"),
-            );
+            events.log(Level::Warn, &format!("{file} is not listed by any blocklet; migrating it too"));
             plan.push(Planned {
                 kind: Kind::Blocklet,
                 postgres_database: database_name(file),
@@ -183,35 +154,81 @@ pub fn plan_to_postgres(
     Ok(plan)
 }
 
+/// Plan a PostgreSQL → SQLite migration: `index` is `server_db`, `databases` every database
+/// on the server. App databases go where the server expects them (`data/<dir>/blocklet.db`).
+pub fn plan_to_sqlite(index: &dyn Database, databases: &[String], events: &dyn Events) -> Result<Vec<Planned>, String> {
+    let apps = listed_apps(index)?;
+    let has = |name: &str| databases.iter().any(|d| d == name);
+    let fixed = |kind: Kind| -> Option<Planned> {
+        let path = KINDS.iter().find(|k| k.kind == kind).expect("kind").sqlite_pattern;
+        let name = database_name(path);
+        has(&name).then(|| Planned { kind, sqlite_file: path.to_string(), postgres_database: name, app_pid: None })
+    };
+    let mut plan: Vec<Planned> = Vec::new();
+    plan.extend(fixed(Kind::Server));
+    plan.extend(fixed(Kind::Service));
+    for app in &apps {
+        let Some(stored) = &app.data_dir else {
+            events.log(Level::Info, &format!("Skip blocklet without BLOCKLET_DATA_DIR: {}", app.app_pid));
+            continue;
+        };
+        let path = relative_app_db(stored).ok_or_else(|| {
+            format!("blocklet {} has a BLOCKLET_DATA_DIR that is not an app directory: {stored}", app.app_pid)
+        })?;
+        let name = database_name(&path);
+        if !has(&name) {
+            return Err(format!(
+                "blocklet {} is listed in server_db, but the PostgreSQL server has no database {name} for it",
+                app.app_pid
+            ));
+        }
+        if !plan.iter().any(|p| p.postgres_database == name) {
+            plan.push(Planned {
+                kind: Kind::Blocklet,
+                sqlite_file: path,
+                postgres_database: name,
+                app_pid: Some(app.app_pid.clone()),
+            });
+        }
+    }
+    for db in databases {
+        let Some(dir) = db.strip_prefix("blocklet_db_") else { continue };
+        if plan.iter().any(|p| &p.postgres_database == db) {
+            continue;
+        }
+        let path = format!("data/{dir}/blocklet.db");
+        if database_name(&path) != *db {
+            events.log(Level::Warn, &format!("{db} is not named after an app DID; skipped"));
+            continue;
+        }
+        events.log(Level::Warn, &format!("{db} is not listed by any blocklet; writing it to {path} too"));
+        plan.push(Planned { kind: Kind::Blocklet, sqlite_file: path, postgres_database: db.clone(), app_pid: None });
+    }
+    plan.extend(fixed(Kind::CertificateManager));
+    if !plan.iter().any(|p| p.kind == Kind::Server) {
+        return Err("the PostgreSQL server has no server_db: nothing to migrate".into());
+    }
+    Ok(plan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn finds_data_dir_in_environments() {
-        let env = r#"[{"key":"A","value":"1"},{"key":"BLOCKLET_DATA_DIR","value":"/srv/x/.blocklet-server/data/zApp"}]"#;
-        assert_eq!(
-            data_dir_of(env).as_deref(),
-            Some("/srv/x/.blocklet-server/data/zApp")
-        );
+        let env =
+            r#"[{"key":"A","value":"1"},{"key":"BLOCKLET_DATA_DIR","value":"/srv/x/.blocklet-server/data/zApp"}]"#;
+        assert_eq!(data_dir_of(env).as_deref(), Some("/srv/x/.blocklet-server/data/zApp"));
         assert_eq!(data_dir_of("[]"), None);
         assert_eq!(data_dir_of("not json"), None);
     }
 
     #[test]
     fn stored_paths_resolve_inside_the_actual_data_dir() {
-        assert_eq!(
-            relative_app_db("/srv/old/.blocklet-server/data/zApp/").as_deref(),
-            Some("data/zApp/blocklet.db")
-        );
+        assert_eq!(relative_app_db("/srv/old/.blocklet-server/data/zApp/").as_deref(), Some("data/zApp/blocklet.db"));
         assert_eq!(relative_app_db("/"), None);
-        assert!(matches_pattern(
-            "data/*/blocklet.db",
-            "data/zApp/blocklet.db"
-        ));
-        assert!(!matches_pattern(
-            "data/*/blocklet.db",
-            "data/a/b/blocklet.db"
-        ));
+        assert!(matches_pattern("data/*/blocklet.db", "data/zApp/blocklet.db"));
+        assert!(!matches_pattern("data/*/blocklet.db", "data/a/b/blocklet.db"));
     }
 }

@@ -24,15 +24,7 @@ impl api::Guest for Component {
             version: env!("CARGO_PKG_VERSION").into(),
             wit_version: crate::WIT_VERSION.into(),
             server_versions: vec![crate::catalog::SERVER_VERSION.into()],
-            migrations: KINDS
-                .iter()
-                .map(|k| {
-                    (
-                        k.group.to_string(),
-                        k.kind.catalog().migrations.len() as u32,
-                    )
-                })
-                .collect(),
+            migrations: KINDS.iter().map(|k| (k.group.to_string(), k.kind.catalog().migrations.len() as u32)).collect(),
         }
     }
 
@@ -48,15 +40,8 @@ impl api::Guest for Component {
         files: Vec<String>,
     ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         let index = index.map(WitDatabase);
-        let plan = plan::plan_to_postgres(
-            index.as_ref().map(|d| d as &dyn db::Database),
-            &files,
-            &WitEvents,
-        )
-        .map_err(|message| api::Failure {
-            message,
-            rejected_rows: 0,
-        })?;
+        let plan = plan::plan_to_postgres(index.as_ref().map(|d| d as &dyn db::Database), &files, &WitEvents)
+            .map_err(|message| api::Failure { message, rejected_rows: 0 })?;
         Ok(plan.into_iter().map(planned_to_wit).collect())
     }
 
@@ -67,35 +52,72 @@ impl api::Guest for Component {
         options: api::Options,
     ) -> Result<api::DatabaseReport, api::Failure> {
         let planned = planned_from_wit(db);
-        let options = migrate::Options {
-            force: options.force,
-            batch_rows: options.batch_rows.clamp(1, 100_000),
-        };
         migrate::migrate_to_postgres(
             &planned,
             &WitDatabase(source),
             &WitDatabase(target),
-            &options,
+            &options_from_wit(options),
             &WitEvents,
         )
-        .map(|r| api::DatabaseReport {
-            tables: r
-                .tables
-                .into_iter()
-                .map(|t| api::TableReport {
-                    table: t.table,
-                    source_rows: t.source_rows,
-                    target_rows: t.target_rows,
-                    rejected_rows: t.rejected_rows,
-                    checksum: t.checksum,
-                })
-                .collect(),
-            rejected_rows: r.rejected_rows,
-        })
-        .map_err(|f| api::Failure {
-            message: f.message,
-            rejected_rows: f.rejected_rows,
-        })
+        .map(report_to_wit)
+        .map_err(failure_to_wit)
+    }
+
+    fn plan_to_sqlite(
+        index: &wit_db::Handle,
+        databases: Vec<String>,
+    ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
+        let plan = plan::plan_to_sqlite(&WitDatabase(index), &databases, &WitEvents)
+            .map_err(|message| api::Failure { message, rejected_rows: 0 })?;
+        Ok(plan.into_iter().map(planned_to_wit).collect())
+    }
+
+    fn migrate_to_sqlite(
+        db: api::PlannedDatabase,
+        source: &wit_db::Handle,
+        target: &wit_db::Handle,
+        options: api::Options,
+    ) -> Result<api::DatabaseReport, api::Failure> {
+        let planned = planned_from_wit(db);
+        migrate::migrate_to_sqlite(
+            &planned,
+            &WitDatabase(source),
+            &WitDatabase(target),
+            &options_from_wit(options),
+            &WitEvents,
+        )
+        .map(report_to_wit)
+        .map_err(failure_to_wit)
+    }
+}
+
+fn report_to_wit(r: migrate::DatabaseReport) -> api::DatabaseReport {
+    api::DatabaseReport {
+        tables: r
+            .tables
+            .into_iter()
+            .map(|t| api::TableReport {
+                table: t.table,
+                source_rows: t.source_rows,
+                target_rows: t.target_rows,
+                rejected_rows: t.rejected_rows,
+                checksum: t.checksum,
+            })
+            .collect(),
+        rejected_rows: r.rejected_rows,
+    }
+}
+
+fn failure_to_wit(f: migrate::Failure) -> api::Failure {
+    api::Failure { message: f.message, rejected_rows: f.rejected_rows }
+}
+
+fn options_from_wit(o: api::Options) -> migrate::Options {
+    migrate::Options {
+        force: o.force,
+        batch_rows: o.batch_rows.clamp(1, 100_000),
+        skip_rejects: o.skip_rejects,
+        dry_run: o.dry_run,
     }
 }
 
@@ -212,10 +234,7 @@ struct WitEvents;
 
 impl db::Cursor for WitCursor {
     fn next_batch(&mut self) -> Result<Option<batch::Batch>, DbError> {
-        self.0
-            .next_batch()
-            .map(|b| b.map(batch_from_wit))
-            .map_err(error_from_wit)
+        self.0.next_batch().map(|b| b.map(batch_from_wit)).map_err(error_from_wit)
     }
 }
 
@@ -267,10 +286,7 @@ impl db::Database for WitDatabase<'_> {
         order_by: &[String],
         batch_rows: u32,
     ) -> Result<Box<dyn db::Cursor + '_>, DbError> {
-        let cursor = self
-            .0
-            .read(table, columns, order_by, batch_rows)
-            .map_err(error_from_wit)?;
+        let cursor = self.0.read(table, columns, order_by, batch_rows).map_err(error_from_wit)?;
         Ok(Box::new(WitCursor(cursor)))
     }
 
@@ -279,17 +295,10 @@ impl db::Database for WitDatabase<'_> {
     }
 
     fn query(&self, statement: &str) -> Result<batch::Batch, DbError> {
-        self.0
-            .query(statement)
-            .map(batch_from_wit)
-            .map_err(error_from_wit)
+        self.0.query(statement).map(batch_from_wit).map_err(error_from_wit)
     }
 
-    fn bulk_load(
-        &self,
-        table: &str,
-        columns: &[String],
-    ) -> Result<Box<dyn db::BulkWriter + '_>, DbError> {
+    fn bulk_load(&self, table: &str, columns: &[String]) -> Result<Box<dyn db::BulkWriter + '_>, DbError> {
         let writer = self.0.bulk_load(table, columns).map_err(error_from_wit)?;
         Ok(Box::new(WitWriter(writer)))
     }

@@ -24,15 +24,10 @@ pub fn parse_text(s: &str) -> Result<i64, String> {
     let year = digits(&b[0..4]).ok_or_else(fail)? as i32;
     let month = digits(&b[5..7]).ok_or_else(fail)?;
     let day = digits(&b[8..10]).ok_or_else(fail)?;
-    let date =
-        NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| format!("no such date {t:?}"))?;
+    let date = NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| format!("no such date {t:?}"))?;
     let mut rest = &b[10..];
     let mut time = NaiveTime::MIN;
-    if !rest.is_empty()
-        && (rest[0] == b' ' || rest[0] == b'T')
-        && rest.len() >= 6
-        && rest[3] == b':'
-    {
+    if !rest.is_empty() && (rest[0] == b' ' || rest[0] == b'T') && rest.len() >= 6 && rest[3] == b':' {
         let h = digits(&rest[1..3]).ok_or_else(fail)?;
         let m = digits(&rest[4..6]).ok_or_else(fail)?;
         rest = &rest[6..];
@@ -58,8 +53,7 @@ pub fn parse_text(s: &str) -> Result<i64, String> {
                 rest = &rest[1 + n..];
             }
         }
-        time = NaiveTime::from_hms_micro_opt(h, m, sec, micros)
-            .ok_or_else(|| format!("no such time {t:?}"))?;
+        time = NaiveTime::from_hms_micro_opt(h, m, sec, micros).ok_or_else(|| format!("no such time {t:?}"))?;
     }
     let offset_secs = parse_zone(rest).ok_or_else(fail)?;
     let naive = NaiveDateTime::new(date, time);
@@ -106,11 +100,7 @@ pub fn from_epoch(v: f64) -> Result<i64, String> {
     if !v.is_finite() {
         return Err(format!("{v} is not a timestamp"));
     }
-    let micros = if v.abs() >= EPOCH_MILLIS_THRESHOLD {
-        v * 1_000.0
-    } else {
-        v * 1_000_000.0
-    };
+    let micros = if v.abs() >= EPOCH_MILLIS_THRESHOLD { v * 1_000.0 } else { v * 1_000_000.0 };
     if micros.abs() > 9.2e18 {
         return Err(format!("epoch value {v} is out of range"));
     }
@@ -161,10 +151,7 @@ mod tests {
         ] {
             assert_eq!(parse_text(s).unwrap(), T, "{s}");
         }
-        assert_eq!(
-            parse_text("2026-11-25").unwrap(),
-            T - (18 * 3600 + 55 * 60 + 1) * 1_000_000 - 750_000
-        );
+        assert_eq!(parse_text("2026-11-25").unwrap(), T - (18 * 3600 + 55 * 60 + 1) * 1_000_000 - 750_000);
         assert_eq!(parse_text("2026-11-25 18:55").unwrap(), T - 1_750_000);
     }
 

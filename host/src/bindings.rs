@@ -17,11 +17,7 @@ pub use blocklet::migrate::types::{Batch, ColumnValues, DbError, ErrorKind, Valu
 
 impl DbError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        DbError {
-            kind,
-            message: message.into(),
-            code: None,
-        }
+        DbError { kind, message: message.into(), code: None }
     }
 }
 
@@ -61,30 +57,19 @@ impl ColumnValues {
 
 impl Batch {
     pub fn empty(columns: usize, rows: usize) -> Self {
-        Batch {
-            rows: 0,
-            columns: (0..columns)
-                .map(|_| ColumnValues::with_capacity(rows))
-                .collect(),
-        }
+        Batch { rows: 0, columns: (0..columns).map(|_| ColumnValues::with_capacity(rows)).collect() }
     }
 
     /// Total payload bytes, for the host's batch byte cap.
     pub fn payload_bytes(&self) -> usize {
-        self.columns
-            .iter()
-            .map(|c| c.bytes.len() + c.numbers.len() * 9 + c.ends.len() * 4)
-            .sum()
+        self.columns.iter().map(|c| c.bytes.len() + c.numbers.len() * 9 + c.ends.len() * 4).sum()
     }
 
     /// Check the invariants the WIT documents; a component may send anything.
     pub fn validate(&self, expected_columns: usize) -> Result<(), DbError> {
         let bad = |m: String| Err(DbError::new(ErrorKind::InvalidInput, m));
         if self.columns.len() != expected_columns {
-            return bad(format!(
-                "batch has {} columns, expected {expected_columns}",
-                self.columns.len()
-            ));
+            return bad(format!("batch has {} columns, expected {expected_columns}", self.columns.len()));
         }
         let rows = self.rows as usize;
         for (c, col) in self.columns.iter().enumerate() {
@@ -94,9 +79,7 @@ impl Batch {
             let mut prev = 0u32;
             for &end in &col.ends {
                 if end < prev || end as usize > col.bytes.len() {
-                    return bad(format!(
-                        "column {c} of the batch has inconsistent byte offsets"
-                    ));
+                    return bad(format!("column {c} of the batch has inconsistent byte offsets"));
                 }
                 prev = end;
             }

@@ -1,7 +1,12 @@
-//! One migration job, SQLite → PostgreSQL: plan with the component, open every source and
-//! target, let the component migrate each database, then commit all targets together and
-//! write the lock file. Any failure rolls every target back and removes the databases this
-//! run created, so nothing is half-written.
+//! One migration job: plan with the component, open every source and target, let the
+//! component migrate each database, then commit all targets together.
+//!
+//! SQLite → PostgreSQL: any failure rolls every target back and removes the databases this
+//! run created; success writes the lock file the server reads.
+//! PostgreSQL → SQLite: each file is built beside its destination under a temporary name and
+//! moved into place only after every file verified; the files it replaces (with their
+//! `-wal`/`-shm`) are kept as timestamped backups; any failure deletes the temporary files
+//! and leaves the old ones untouched.
 
 use crate::bindings::exports::blocklet::migrate::migrator::{self as api, DatabaseKind};
 use crate::datadir::{DataDir, expand};
@@ -31,10 +36,7 @@ pub enum JobError {
 impl JobError {
     fn from_failure(f: api::Failure) -> JobError {
         if f.rejected_rows > 0 {
-            JobError::Rejected {
-                message: f.message,
-                rejected_rows: f.rejected_rows,
-            }
+            JobError::Rejected { message: f.message, rejected_rows: f.rejected_rows }
         } else if f.message.starts_with("verification failed") {
             JobError::Verification(f.message)
         } else {
@@ -48,12 +50,18 @@ pub struct ToPostgres<'a> {
     pub server: &'a PgServer,
     pub force: bool,
     pub batch_rows: u32,
+    pub skip_rejects: bool,
+    /// Check everything, commit nothing, create nothing.
+    pub dry_run: bool,
+    /// Migrate even though a process (a running server) has a source file open.
+    pub allow_running_server: bool,
 }
 
 /// What a successful job did.
 pub struct JobReport {
     pub databases: Vec<(api::PlannedDatabase, api::DatabaseReport)>,
-    pub lock_file: PathBuf,
+    /// The lock written (none for a dry run).
+    pub lock_file: Option<PathBuf>,
 }
 
 fn kind_label(kind: DatabaseKind) -> &'static str {
@@ -66,43 +74,27 @@ fn kind_label(kind: DatabaseKind) -> &'static str {
 }
 
 /// Run a whole SQLite → PostgreSQL job.
-pub async fn sqlite_to_postgres(
-    instance: &mut Instance,
-    job: ToPostgres<'_>,
-) -> Result<JobReport, JobError> {
+pub async fn sqlite_to_postgres(instance: &mut Instance, job: ToPostgres<'_>) -> Result<JobReport, JobError> {
     let root = &job.data_dir.root;
     let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
-    job.server
-        .check_version(&mut admin)
-        .await
-        .map_err(JobError::Config)?;
+    job.server.check_version(&mut admin).await.map_err(JobError::Config)?;
 
-    let layout = instance
-        .layout()
-        .await
-        .map_err(|e| JobError::Failed(e.to_string()))?;
-    let mut files: Vec<String> = layout
-        .patterns
-        .iter()
-        .flat_map(|p| expand(root, p))
-        .collect();
+    let layout = instance.layout().await.map_err(|e| JobError::Failed(e.to_string()))?;
+    let mut files: Vec<String> = layout.patterns.iter().flat_map(|p| expand(root, p)).collect();
     files.dedup();
+    for file in &files {
+        // A snapshot of a live server is consistent, but the server keeps writing after it.
+        check_not_in_use(&root.join(file), job.allow_running_server)?;
+    }
     output::info("Getting blocklets...");
     let index = if files.contains(&layout.index) {
         let source = SqliteSource::open(&root.join(&layout.index))
             .map_err(|e| JobError::Failed(format!("Failed to get blocklets: {e}")))?;
-        Some(
-            instance
-                .add_handle(HandleResource::Sqlite(source))
-                .map_err(|e| JobError::Failed(e.to_string()))?,
-        )
+        Some(instance.add_handle(HandleResource::Sqlite(source)).map_err(|e| JobError::Failed(e.to_string()))?)
     } else {
         None
     };
-    let plan = instance
-        .plan_to_postgres(index.as_ref(), &files)
-        .await
-        .map_err(|e| JobError::Failed(e.to_string()))?;
+    let plan = instance.plan_to_postgres(index.as_ref(), &files).await.map_err(|e| JobError::Failed(e.to_string()))?;
     if let Some(index) = index {
         let _ = instance.take_handle(index);
     }
@@ -112,34 +104,27 @@ pub async fn sqlite_to_postgres(
     let mut opened: Vec<PgTarget> = Vec::new();
     let result = migrate_all(instance, &job, &plan, &mut admin, &mut created, &mut opened).await;
     let result = match result {
+        Ok(reports) if job.dry_run => {
+            drop(opened); // rolled back: a dry run commits nothing
+            return Ok(JobReport { databases: reports, lock_file: None });
+        }
         Ok(reports) => commit_all(&opened).await.map(|_| reports),
         Err(e) => Err(e),
     };
     match result {
         Ok(databases) => {
             let lock_file = root.join(LOCK_FILE);
-            let stamp = chrono::Utc::now()
-                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                .to_string();
-            std::fs::write(&lock_file, stamp).map_err(|e| {
-                JobError::Failed(format!(
-                    "migrated, but cannot write {}: {e}",
-                    lock_file.display()
-                ))
-            })?;
-            Ok(JobReport {
-                databases,
-                lock_file,
-            })
+            let stamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            std::fs::write(&lock_file, stamp)
+                .map_err(|e| JobError::Failed(format!("migrated, but cannot write {}: {e}", lock_file.display())))?;
+            Ok(JobReport { databases, lock_file: Some(lock_file) })
         }
         Err(e) => {
             // Roll back: closing a target connection aborts its transaction.
             drop(opened);
             for name in created.iter().rev() {
                 if let Err(drop_err) = drop_created(job.server, &mut admin, name).await {
-                    output::error(&format!(
-                        "could not remove database {name} created by this run: {drop_err}"
-                    ));
+                    output::error(&format!("could not remove database {name} created by this run: {drop_err}"));
                 }
             }
             Err(e)
@@ -147,11 +132,7 @@ pub async fn sqlite_to_postgres(
     }
 }
 
-async fn drop_created(
-    server: &PgServer,
-    admin: &mut sqlx::PgConnection,
-    name: &str,
-) -> Result<(), String> {
+async fn drop_created(server: &PgServer, admin: &mut sqlx::PgConnection, name: &str) -> Result<(), String> {
     // The rolled-back connections close asynchronously; give them a moment.
     let mut last = String::new();
     for _ in 0..20 {
@@ -175,33 +156,35 @@ async fn migrate_all(
     let root = &job.data_dir.root;
     let mut reports = Vec::new();
     let mut rejected: Option<JobError> = None;
+    let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
     for db in plan {
-        if job
-            .server
-            .ensure_database(admin, &db.postgres_database)
-            .await
-            .map_err(JobError::Config)?
-        {
-            created.push(db.postgres_database.clone());
-        }
+        let exists = existing.contains(&db.postgres_database);
+        let target = if job.dry_run && !exists {
+            HandleResource::Discard(db.postgres_database.clone())
+        } else {
+            if !job.dry_run
+                && job.server.ensure_database(admin, &db.postgres_database).await.map_err(JobError::Config)?
+            {
+                created.push(db.postgres_database.clone());
+            }
+            let target = PgTarget::open(job.server.options(), &db.postgres_database)
+                .await
+                .map_err(|e| JobError::Failed(e.message))?;
+            HandleResource::Postgres(target)
+        };
         let path = root.join(&db.sqlite_file);
         let source = SqliteSource::open(&path).map_err(|e| JobError::Failed(e.message))?;
-        let target = PgTarget::open(job.server.options(), &db.postgres_database)
-            .await
-            .map_err(|e| JobError::Failed(e.message))?;
-        let source = instance
-            .add_handle(HandleResource::Sqlite(source))
-            .map_err(|e| JobError::Failed(e.to_string()))?;
-        let target = instance
-            .add_handle(HandleResource::Postgres(target))
-            .map_err(|e| JobError::Failed(e.to_string()))?;
+        let source =
+            instance.add_handle(HandleResource::Sqlite(source)).map_err(|e| JobError::Failed(e.to_string()))?;
+        let target = instance.add_handle(target).map_err(|e| JobError::Failed(e.to_string()))?;
         let options = api::Options {
             force: job.force,
             batch_rows: job.batch_rows,
+            skip_rejects: job.skip_rejects,
+            dry_run: job.dry_run,
+            extra: Vec::new(),
         };
-        let outcome = instance
-            .migrate_to_postgres(db, &source, &target, options)
-            .await;
+        let outcome = instance.migrate_to_postgres(db, &source, &target, options).await;
         let _ = instance.take_handle(source);
         if let Ok(HandleResource::Postgres(t)) = instance.take_handle(target) {
             opened.push(t);
@@ -209,31 +192,20 @@ async fn migrate_all(
         match outcome.map_err(|e| JobError::Failed(e.to_string()))? {
             Ok(report) => {
                 let label = kind_label(db.kind);
+                let done = if job.dry_run { "checked (dry run)" } else { "successfully migrated" };
                 match &db.app_pid {
-                    Some(pid) => output::success(&format!(
-                        "{label} schema successfully migrated: {pid}: {}",
-                        path.display()
-                    )),
-                    None => output::success(&format!(
-                        "{label} schema successfully migrated: {}",
-                        path.display()
-                    )),
+                    Some(pid) => output::success(&format!("{label} schema {done}: {pid}: {}", path.display())),
+                    None => output::success(&format!("{label} schema {done}: {}", path.display())),
                 }
                 for t in &report.tables {
-                    println!(
-                        "   ✅ Table \"{}\": SQLite={}, Postgres={}",
-                        t.table, t.source_rows, t.target_rows
-                    );
+                    println!("   ✅ Table \"{}\": SQLite={}, Postgres={}", t.table, t.source_rows, t.target_rows);
                 }
                 reports.push((db.clone(), report));
             }
             Err(failure) => match JobError::from_failure(failure) {
                 // Keep going: every rejected row of every database is reported in one run.
                 e @ JobError::Rejected { rejected_rows, .. } => {
-                    output::error(&format!(
-                        "{}: {rejected_rows} row(s) rejected",
-                        path.display()
-                    ));
+                    output::error(&format!("{}: {rejected_rows} row(s) rejected", path.display()));
                     rejected = Some(merge(rejected, e));
                 }
                 e => return Err(e),
@@ -248,20 +220,12 @@ async fn migrate_all(
 
 fn merge(previous: Option<JobError>, next: JobError) -> JobError {
     match (previous, next) {
-        (
-            Some(JobError::Rejected {
-                rejected_rows: a, ..
-            }),
+        (Some(JobError::Rejected { rejected_rows: a, .. }), JobError::Rejected { rejected_rows: b, .. }) => {
             JobError::Rejected {
-                rejected_rows: b, ..
-            },
-        ) => JobError::Rejected {
-            message: format!(
-                "{} row(s) cannot be migrated faithfully; nothing was committed",
-                a + b
-            ),
-            rejected_rows: a + b,
-        },
+                message: format!("{} row(s) cannot be migrated faithfully; nothing was committed", a + b),
+                rejected_rows: a + b,
+            }
+        }
         (_, next) => next,
     }
 }
@@ -273,11 +237,7 @@ async fn commit_all(targets: &[PgTarget]) -> Result<(), JobError> {
             return Err(JobError::Failed(format!(
                 "committing {} failed: {e}; already committed: {}",
                 t.database(),
-                if done.is_empty() {
-                    "none".to_string()
-                } else {
-                    done.join(", ")
-                }
+                if done.is_empty() { "none".to_string() } else { done.join(", ") }
             )));
         }
     }
@@ -290,8 +250,243 @@ pub async fn instance(
     events: output::ConsoleEvents,
     memory_limit: usize,
 ) -> Result<Instance, JobError> {
-    runtime
-        .instantiate(Box::new(events), memory_limit)
-        .await
-        .map_err(|e| JobError::Failed(format!("{e:#}")))
+    runtime.instantiate(Box::new(events), memory_limit).await.map_err(|e| JobError::Failed(format!("{e:#}")))
+}
+
+/// What a PostgreSQL → SQLite job needs.
+pub struct ToSqlite<'a> {
+    pub data_dir: &'a DataDir,
+    pub server: &'a PgServer,
+    pub batch_rows: u32,
+    pub skip_rejects: bool,
+    /// Build every file in memory only; replace nothing.
+    pub dry_run: bool,
+    /// Replace files even though a process (a running server) has them open.
+    pub allow_running_server: bool,
+}
+
+/// A SQLite file written by a PostgreSQL → SQLite job.
+pub struct WrittenFile {
+    pub planned: api::PlannedDatabase,
+    pub report: api::DatabaseReport,
+    pub path: PathBuf,
+    /// Where the file it replaced (and its `-wal`/`-shm`) went.
+    pub backups: Vec<PathBuf>,
+}
+
+/// What a successful PostgreSQL → SQLite job did.
+pub struct SqliteJobReport {
+    pub files: Vec<WrittenFile>,
+    pub removed_lock: Option<PathBuf>,
+}
+
+/// The name a file is built under, beside its destination.
+fn temporary_path(dest: &std::path::Path) -> PathBuf {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{name}.blocklet-migrate.tmp"))
+}
+
+/// Refuse a database file another process has open (a running Blocklet Server), unless the
+/// user said to go ahead.
+fn check_not_in_use(path: &std::path::Path, allow: bool) -> Result<(), JobError> {
+    let Some(pid) = crate::datadir::process_using(path) else { return Ok(()) };
+    let message = format!(
+        "{} is in use by process {pid} (is Blocklet Server running? stop it with `blocklet server stop` first)",
+        path.display()
+    );
+    if allow {
+        output::warn(&format!("{message}; going ahead because of --allow-running-server"));
+        Ok(())
+    } else {
+        Err(JobError::Config(format!("{message}, or pass --allow-running-server")))
+    }
+}
+
+/// Run a whole PostgreSQL → SQLite job.
+pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> Result<SqliteJobReport, JobError> {
+    let root = &job.data_dir.root;
+    let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
+    job.server.check_version(&mut admin).await.map_err(JobError::Config)?;
+    let databases = job.server.list_databases(&mut admin).await.map_err(JobError::Config)?;
+    drop(admin);
+    if !databases.iter().any(|d| d == "server_db") {
+        return Err(JobError::Config(format!(
+            "PostgreSQL at {} has no server_db: nothing to migrate back (was this server migrated to PostgreSQL?)",
+            job.server.address
+        )));
+    }
+    output::info("Getting blocklets...");
+    let index =
+        PgTarget::open_source(job.server.options(), "server_db").await.map_err(|e| JobError::Failed(e.message))?;
+    let index = instance.add_handle(HandleResource::Postgres(index)).map_err(|e| JobError::Failed(e.to_string()))?;
+    let plan = instance.plan_to_sqlite(&index, &databases).await.map_err(|e| JobError::Failed(e.to_string()));
+    let _ = instance.take_handle(index);
+    let plan = plan?.map_err(JobError::from_failure)?;
+
+    for db in &plan {
+        check_not_in_use(&root.join(&db.sqlite_file), job.allow_running_server)?;
+    }
+    let mut built: Vec<(api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource)> = Vec::new();
+    let result = build_all(instance, &job, &plan, &mut built).await;
+    if job.dry_run {
+        result?;
+        let files = built
+            .into_iter()
+            .map(|(planned, report, _, _)| WrittenFile {
+                path: root.join(&planned.sqlite_file),
+                planned,
+                report,
+                backups: Vec::new(),
+            })
+            .collect();
+        return Ok(SqliteJobReport { files, removed_lock: None });
+    }
+    let result = match result {
+        Ok(()) => {
+            let mut committed = Ok(());
+            for (_, _, tmp, target) in &built {
+                if let Err(e) = target.commit().await {
+                    committed = Err(JobError::Failed(format!("{}: {e}", tmp.display())));
+                    break;
+                }
+            }
+            committed
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        for (_, _, tmp, target) in built {
+            drop(target);
+            remove_with_sidecars(&tmp);
+        }
+        for db in &plan {
+            remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
+        }
+        return Err(e);
+    }
+    // Every file verified and synced: now swap them in, keeping what they replace.
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut files = Vec::new();
+    for (planned, report, tmp, target) in built {
+        drop(target);
+        let dest = root.join(&planned.sqlite_file);
+        let mut backups = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            let old = PathBuf::from(format!("{}{suffix}", dest.display()));
+            if old.exists() {
+                let backup = PathBuf::from(format!("{}{suffix}.bak-{stamp}", dest.display()));
+                std::fs::rename(&old, &backup).map_err(|e| {
+                    JobError::Failed(format!("cannot move {} to {}: {e}", old.display(), backup.display()))
+                })?;
+                backups.push(backup);
+            }
+        }
+        adopt_ownership(&tmp, backups.first().map(PathBuf::as_path).or(dest.parent()));
+        std::fs::rename(&tmp, &dest)
+            .map_err(|e| JobError::Failed(format!("cannot move {} to {}: {e}", tmp.display(), dest.display())))?;
+        if let Some(dir) = dest.parent() {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        files.push(WrittenFile { planned, report, path: dest, backups });
+    }
+    let lock = root.join(LOCK_FILE);
+    let removed_lock = if lock.exists() {
+        std::fs::remove_file(&lock).map_err(|e| JobError::Failed(format!("cannot remove {}: {e}", lock.display())))?;
+        Some(lock)
+    } else {
+        None
+    };
+    Ok(SqliteJobReport { files, removed_lock })
+}
+
+/// Give a new file the owner and mode of the file it replaces (or of its directory), so a
+/// server running as another user can still open it.
+fn adopt_ownership(new: &std::path::Path, like: Option<&std::path::Path>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(meta) = like.and_then(|p| std::fs::metadata(p).ok()) else { return };
+    let _ = std::os::unix::fs::chown(new, Some(meta.uid()), Some(meta.gid()));
+    if meta.is_file() {
+        let _ = std::fs::set_permissions(new, std::fs::Permissions::from_mode(meta.mode() & 0o7777));
+    }
+}
+
+fn remove_with_sidecars(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+async fn build_all(
+    instance: &mut Instance,
+    job: &ToSqlite<'_>,
+    plan: &[api::PlannedDatabase],
+    built: &mut Vec<(api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource)>,
+) -> Result<(), JobError> {
+    let root = &job.data_dir.root;
+    let mut rejected: Option<JobError> = None;
+    for db in plan {
+        let dest = root.join(&db.sqlite_file);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JobError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let tmp = if job.dry_run { PathBuf::from(":memory:") } else { temporary_path(&dest) };
+        if !job.dry_run {
+            remove_with_sidecars(&tmp);
+        }
+        let target = SqliteSource::create(&tmp).map_err(|e| JobError::Failed(e.message))?;
+        let source = PgTarget::open_source(job.server.options(), &db.postgres_database)
+            .await
+            .map_err(|e| JobError::Failed(e.message))?;
+        let source =
+            instance.add_handle(HandleResource::Postgres(source)).map_err(|e| JobError::Failed(e.to_string()))?;
+        let target =
+            instance.add_handle(HandleResource::Sqlite(target)).map_err(|e| JobError::Failed(e.to_string()))?;
+        let options = api::Options {
+            force: false,
+            batch_rows: job.batch_rows,
+            skip_rejects: job.skip_rejects,
+            dry_run: job.dry_run,
+            extra: Vec::new(),
+        };
+        let outcome = instance.migrate_to_sqlite(db, &source, &target, options).await;
+        let _ = instance.take_handle(source);
+        let target = match instance.take_handle(target) {
+            Ok(HandleResource::Sqlite(t)) => t,
+            _ => return Err(JobError::Failed("lost the SQLite target handle".into())),
+        };
+        match outcome.map_err(|e| JobError::Failed(e.to_string()))? {
+            Ok(report) => {
+                let label = kind_label(db.kind);
+                let done = if job.dry_run { "checked (dry run)" } else { "successfully written" };
+                match &db.app_pid {
+                    Some(pid) => {
+                        output::success(&format!("{label} database successfully written: {pid}: {}", dest.display()))
+                    }
+                    None => output::success(&format!("{label} database {done}: {}", dest.display())),
+                }
+                for t in &report.tables {
+                    println!("   ✅ Table \"{}\": Postgres={}, SQLite={}", t.table, t.source_rows, t.target_rows);
+                }
+                built.push((db.clone(), report, tmp, target));
+            }
+            Err(failure) => {
+                drop(target);
+                if !job.dry_run {
+                    remove_with_sidecars(&tmp);
+                }
+                match JobError::from_failure(failure) {
+                    e @ JobError::Rejected { rejected_rows, .. } => {
+                        output::error(&format!("{}: {rejected_rows} row(s) rejected", db.postgres_database));
+                        rejected = Some(merge(rejected, e));
+                    }
+                    e => return Err(e),
+                }
+            }
+        }
+    }
+    match rejected {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -12,15 +12,21 @@
 //! | [`sqlite`] | read-only SQLite snapshots streamed as columnar batches |
 //! | [`postgres`] | PostgreSQL targets: one transaction each, binary COPY |
 //! | [`runtime`] | the wasm sandbox and the host side of the WIT imports |
+//! | [`component_cache`] | compiled components cached on disk, verified before use |
+//! | [`sql_guard`] | the allowlist every statement a component sends to PostgreSQL must pass |
 //! | [`bindings`] | types generated from the WIT |
-//! | [`output`] | what the user sees |
+//! | [`output`] | what the user sees, and the rejected-rows file |
+//! | [`report`] | the `--report` JSON |
 
 pub mod bindings;
 pub mod cli;
+pub mod component_cache;
 pub mod datadir;
 pub mod job;
 pub mod output;
 pub mod pgserver;
 pub mod postgres;
+pub mod report;
 pub mod runtime;
+pub mod sql_guard;
 pub mod sqlite;

@@ -1,8 +1,10 @@
 //! What the user sees: the original command's `ℹ`/`✔` lines on stdout, `✖` errors on stderr,
-//! and rejected rows listed (bounded) on stderr.
+//! rejected rows listed (bounded) on stderr and all of them in a JSON-lines file.
 
 use crate::bindings::blocklet::migrate::events::{Level, RejectedRow};
 use crate::runtime::EventSink;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 pub fn info(msg: &str) {
@@ -13,6 +15,10 @@ pub fn success(msg: &str) {
     println!("✔ {msg}");
 }
 
+pub fn warn(msg: &str) {
+    eprintln!("⚠ {msg}");
+}
+
 pub fn error(msg: &str) {
     eprintln!("✖ {msg}");
 }
@@ -20,21 +26,50 @@ pub fn error(msg: &str) {
 /// Rejected rows printed in full before the rest are only counted.
 pub const REJECTS_SHOWN: u64 = 200;
 
-/// Counts and shows what a component reports.
-#[derive(Clone, Default)]
+/// Shows what a component reports and records every rejected row.
+#[derive(Clone)]
 pub struct ConsoleEvents {
-    state: Arc<Mutex<EventCounts>>,
+    state: Arc<Mutex<EventState>>,
 }
 
-#[derive(Default)]
-struct EventCounts {
+struct EventState {
     rejects: u64,
+    rejects_path: PathBuf,
+    rejects_file: Option<std::io::BufWriter<std::fs::File>>,
+    write_error: Option<String>,
 }
 
 impl ConsoleEvents {
+    /// Rejected rows go to `rejects_path` (created on the first one).
+    pub fn new(rejects_path: PathBuf) -> ConsoleEvents {
+        ConsoleEvents {
+            state: Arc::new(Mutex::new(EventState { rejects: 0, rejects_path, rejects_file: None, write_error: None })),
+        }
+    }
+
     pub fn rejects(&self) -> u64 {
         self.state.lock().unwrap().rejects
     }
+
+    /// The rejects file, once something was written to it; flushes it.
+    pub fn rejects_file(&self) -> Option<PathBuf> {
+        let mut s = self.state.lock().unwrap();
+        let path = s.rejects_path.clone();
+        s.rejects_file.as_mut().map(|f| {
+            let _ = f.flush();
+            path
+        })
+    }
+
+    pub fn write_error(&self) -> Option<String> {
+        self.state.lock().unwrap().write_error.clone()
+    }
+}
+
+/// The default rejects file: in the temp dir, never inside the data dir being migrated.
+pub fn default_rejects_path() -> PathBuf {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    std::env::temp_dir().join(format!("blocklet-migrate-rejects-{stamp}-{}.jsonl", std::process::id()))
 }
 
 /// One rejected row, as a line.
@@ -50,7 +85,7 @@ impl EventSink for ConsoleEvents {
         match level {
             Level::Debug => {}
             Level::Info => info(message),
-            Level::Warn => eprintln!("⚠ {message}"),
+            Level::Warn => warn(message),
             Level::Error => error(message),
         }
     }
@@ -63,7 +98,24 @@ impl EventSink for ConsoleEvents {
         if s.rejects <= REJECTS_SHOWN {
             error(&describe_reject(&row));
         } else if s.rejects == REJECTS_SHOWN + 1 {
-            error("… more rejected rows follow; only the count is shown from here on");
+            error("… more rejected rows follow; see the rejects file");
+        }
+        if s.rejects_file.is_none() && s.write_error.is_none() {
+            match std::fs::File::create(&s.rejects_path) {
+                Ok(f) => s.rejects_file = Some(std::io::BufWriter::new(f)),
+                Err(e) => s.write_error = Some(format!("cannot write {}: {e}", s.rejects_path.display())),
+            }
+        }
+        if let Some(f) = s.rejects_file.as_mut() {
+            let line = serde_json::json!({
+                "database": row.database,
+                "table": row.table,
+                "primary_key": row.primary_key,
+                "column": row.column,
+                "value_excerpt": row.value_excerpt,
+                "reason": row.reason,
+            });
+            let _ = writeln!(f, "{line}");
         }
     }
 }

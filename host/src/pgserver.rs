@@ -38,8 +38,11 @@ pub fn redact(url: &str) -> String {
 
 impl PgServer {
     pub fn parse(url: &str) -> Result<PgServer, String> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| format!("ABT_NODE_POSTGRES_URL is not a valid URL ({e}); expected postgres://user:password@host:5432/postgres"))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            format!(
+                "ABT_NODE_POSTGRES_URL is not a valid URL ({e}); expected postgres://user:password@host:5432/postgres"
+            )
+        })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(format!(
                 "ABT_NODE_POSTGRES_URL must start with postgres:// or postgresql://, not {}://",
@@ -47,15 +50,12 @@ impl PgServer {
             ));
         }
         if parsed.host_str().is_none_or(str::is_empty) {
-            return Err("ABT_NODE_POSTGRES_URL has no host; expected postgres://user:password@host:5432/postgres".into());
+            return Err(
+                "ABT_NODE_POSTGRES_URL has no host; expected postgres://user:password@host:5432/postgres".into()
+            );
         }
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| {
-                format!(
-                    "ABT_NODE_POSTGRES_URL cannot be used: {}",
-                    scrub(&e.to_string(), url)
-                )
-            })?
+            .map_err(|e| format!("ABT_NODE_POSTGRES_URL cannot be used: {}", scrub(&e.to_string(), url)))?
             .disable_statement_logging();
         Ok(PgServer {
             display: redact(url),
@@ -75,11 +75,7 @@ impl PgServer {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
             .await
             .map_err(|_| {
-                format!(
-                    "cannot reach PostgreSQL at {}: no answer within {}s",
-                    self.address,
-                    CONNECT_TIMEOUT.as_secs()
-                )
+                format!("cannot reach PostgreSQL at {}: no answer within {}s", self.address, CONNECT_TIMEOUT.as_secs())
             })?
             .map_err(|e| self.explain(e))?;
         Ok(conn)
@@ -93,12 +89,7 @@ impl PgServer {
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 Some("28P01" | "28000") => {
-                    format!(
-                        "PostgreSQL at {} refused the login of user {}: {}",
-                        self.address,
-                        self.user,
-                        db.message()
-                    )
+                    format!("PostgreSQL at {} refused the login of user {}: {}", self.address, self.user, db.message())
                 }
                 Some("3D000") => format!(
                     "PostgreSQL at {}: {} (the database in ABT_NODE_POSTGRES_URL must exist)",
@@ -113,10 +104,8 @@ impl PgServer {
 
     /// Refuse servers older than [`MIN_SERVER_VERSION`].
     pub async fn check_version(&self, conn: &mut PgConnection) -> Result<(), String> {
-        let num: String = sqlx::query_scalar("SHOW server_version_num")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| self.explain(e))?;
+        let num: String =
+            sqlx::query_scalar("SHOW server_version_num").fetch_one(&mut *conn).await.map_err(|e| self.explain(e))?;
         let num: i32 = num.trim().parse().unwrap_or(0);
         if num < MIN_SERVER_VERSION {
             return Err(format!(
@@ -131,32 +120,33 @@ impl PgServer {
 
     /// Create `name` if it does not exist (UTF8 from template0, the server's default locale).
     /// Returns whether it was created.
-    pub async fn ensure_database(
-        &self,
-        conn: &mut PgConnection,
-        name: &str,
-    ) -> Result<bool, String> {
+    pub async fn ensure_database(&self, conn: &mut PgConnection, name: &str) -> Result<bool, String> {
         check_identifier(name)?;
-        let exists: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                .bind(name)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(|e| self.explain(e))?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| self.explain(e))?;
         if exists.is_some() {
             return Ok(false);
         }
         let sql = format!("CREATE DATABASE \"{name}\" WITH ENCODING = 'UTF8' TEMPLATE = template0");
         match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
             Ok(_) => Ok(true),
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42501") => {
-                Err(format!(
-                    "user {} may not create database {name} on {}: grant it CREATEDB, or create the database first",
-                    self.user, self.address
-                ))
-            }
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42501") => Err(format!(
+                "user {} may not create database {name} on {}: grant it CREATEDB, or create the database first",
+                self.user, self.address
+            )),
             Err(e) => Err(format!("creating database {name}: {}", self.explain(e))),
         }
+    }
+
+    /// Names of the databases on the server (templates excluded).
+    pub async fn list_databases(&self, conn: &mut PgConnection) -> Result<Vec<String>, String> {
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE NOT datistemplate ORDER BY datname")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.explain(e))
     }
 
     /// Drop a database this run created (only ever called for those).
@@ -172,13 +162,8 @@ impl PgServer {
 
 /// Database names come from the component; accept only what PostgreSQL takes unquoted-safe.
 fn check_identifier(name: &str) -> Result<(), String> {
-    if name.is_empty()
-        || name.len() > 63
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(format!(
-            "refusing database name {name:?}: only letters, digits and _ (at most 63) are allowed"
-        ));
+    if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("refusing database name {name:?}: only letters, digits and _ (at most 63) are allowed"));
     }
     Ok(())
 }
@@ -201,16 +186,11 @@ mod tests {
 
     #[test]
     fn keeps_parameters_and_hides_passwords() {
-        let s = PgServer::parse("postgres://u:s3cret@db.example:6543/postgres?sslmode=disable")
-            .unwrap();
+        let s = PgServer::parse("postgres://u:s3cret@db.example:6543/postgres?sslmode=disable").unwrap();
         assert_eq!(s.address, "db.example:6543");
         assert!(!s.display.contains("s3cret"));
         assert!(s.display.contains("sslmode=disable"));
-        assert!(
-            PgServer::parse("not a url")
-                .unwrap_err()
-                .contains("ABT_NODE_POSTGRES_URL")
-        );
+        assert!(PgServer::parse("not a url").unwrap_err().contains("ABT_NODE_POSTGRES_URL"));
         assert!(PgServer::parse("mysql://x@y/z").is_err());
         assert_eq!(redact("garbage"), "<unparsable URL>");
         assert!(check_identifier("blocklet_db_zNK1").is_ok());

@@ -1,5 +1,6 @@
-//! PostgreSQL targets: one connection per database, inside one transaction, served by a task
-//! that owns the connection. Bulk loads are binary COPY, encoded here by hand (the generic
+//! PostgreSQL databases: one connection each, inside one transaction, served by a task that
+//! owns the connection. A target's transaction commits only when the whole job succeeded; a
+//! source reads one read-only, repeatable-read snapshot. Bulk loads are binary COPY, encoded here by hand (the generic
 //! writers are 30–50 % slower, `../shared/notes/peers.md`) and streamed to the server while
 //! the component converts the next batch.
 
@@ -25,17 +26,8 @@ enum Command {
     Columns(String, Reply<Vec<PgColumn>>),
     ListTables(Reply<Vec<String>>),
     Count(String, Reply<u64>),
-    Read {
-        sql: String,
-        columns: usize,
-        batch_rows: usize,
-        out: mpsc::Sender<Result<Batch, DbError>>,
-    },
-    Copy {
-        statement: String,
-        data: mpsc::Receiver<CopyChunk>,
-        reply: Reply<u64>,
-    },
+    Read { sql: String, columns: usize, batch_rows: usize, out: mpsc::Sender<Result<Batch, DbError>> },
+    Copy { statement: String, data: mpsc::Receiver<CopyChunk>, reply: Reply<u64> },
     Commit(Reply<()>),
 }
 
@@ -74,16 +66,9 @@ pub fn pg_error(context: &str, e: sqlx::Error) -> DbError {
             {
                 message += &format!(" ({detail})");
             }
-            DbError {
-                kind,
-                message,
-                code,
-            }
+            DbError { kind, message, code }
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut => {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => {
             DbError::new(ErrorKind::Connection, format!("{context}: {e}"))
         }
         _ => DbError::new(ErrorKind::Other, format!("{context}: {e}")),
@@ -97,25 +82,42 @@ fn quote(name: &str) -> String {
 /// One target database, open inside a transaction until [`PgTarget::commit`].
 pub struct PgTarget {
     database: String,
+    writable: bool,
     commands: mpsc::Sender<Command>,
 }
 
 impl PgTarget {
     /// Connect to `database` and begin the transaction everything will run in.
     pub async fn open(options: &PgConnectOptions, database: &str) -> Result<PgTarget, DbError> {
+        Self::connect(options, database, "SET client_min_messages = warning; BEGIN", true).await
+    }
+
+    /// Connect to `database` as a source: one read-only snapshot for every read.
+    pub async fn open_source(options: &PgConnectOptions, database: &str) -> Result<PgTarget, DbError> {
+        let begin = "SET client_min_messages = warning; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        let source = Self::connect(options, database, begin, false).await?;
+        // The snapshot is taken by the first query, not by BEGIN: take it now.
+        source.list_tables().await?;
+        Ok(source)
+    }
+
+    async fn connect(
+        options: &PgConnectOptions,
+        database: &str,
+        begin: &'static str,
+        writable: bool,
+    ) -> Result<PgTarget, DbError> {
         let mut conn = PgConnection::connect_with(&options.clone().database(database))
             .await
             .map_err(|e| pg_error(&format!("connecting to database {database}"), e))?;
-        sqlx::raw_sql("SET client_min_messages = warning; BEGIN")
-            .execute(&mut conn)
-            .await
-            .map_err(|e| pg_error(database, e))?;
+        sqlx::raw_sql(begin).execute(&mut conn).await.map_err(|e| pg_error(database, e))?;
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(serve(conn, database.to_string(), rx));
-        Ok(PgTarget {
-            database: database.to_string(),
-            commands: tx,
-        })
+        Ok(PgTarget { database: database.to_string(), writable, commands: tx })
+    }
+
+    pub fn writable(&self) -> bool {
+        self.writable
     }
 
     pub fn database(&self) -> &str {
@@ -123,12 +125,7 @@ impl PgTarget {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DbError> {
-        let stopped = || {
-            DbError::new(
-                ErrorKind::Connection,
-                format!("{}: connection task stopped", self.database),
-            )
-        };
+        let stopped = || DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database));
         let (tx, rx) = oneshot::channel();
         self.commands.send(make(tx)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -172,30 +169,17 @@ impl PgTarget {
     }
 
     /// Look up `columns` of `table`, failing with a message naming a missing one.
-    async fn pick_columns(
-        &self,
-        table: &str,
-        columns: &[String],
-    ) -> Result<Vec<PgColumn>, DbError> {
+    async fn pick_columns(&self, table: &str, columns: &[String]) -> Result<Vec<PgColumn>, DbError> {
         let all = self.columns(table).await?;
         if all.is_empty() {
-            return Err(DbError::new(
-                ErrorKind::NotFound,
-                format!("{}: no table {table}", self.database),
-            ));
+            return Err(DbError::new(ErrorKind::NotFound, format!("{}: no table {table}", self.database)));
         }
         columns
             .iter()
             .map(|name| {
-                all.iter()
-                    .find(|c| &c.name == name)
-                    .cloned()
-                    .ok_or_else(|| {
-                        DbError::new(
-                            ErrorKind::NotFound,
-                            format!("{}: table {table} has no column {name}", self.database),
-                        )
-                    })
+                all.iter().find(|c| &c.name == name).cloned().ok_or_else(|| {
+                    DbError::new(ErrorKind::NotFound, format!("{}: table {table} has no column {name}", self.database))
+                })
             })
             .collect()
     }
@@ -221,28 +205,15 @@ impl PgTarget {
             .collect();
         let mut sql = format!("SELECT {} FROM public.{}", select.join(", "), quote(table));
         if !order_by.is_empty() {
-            sql += &format!(
-                " ORDER BY {}",
-                order_by
-                    .iter()
-                    .map(|c| quote(c))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            sql += &format!(" ORDER BY {}", order_by.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "));
         }
         let (tx, rx) = mpsc::channel(2);
-        let command = Command::Read {
-            sql,
-            columns: columns.len(),
-            batch_rows: batch_rows.clamp(1, 100_000) as usize,
-            out: tx,
-        };
-        self.commands.send(command).await.map_err(|_| {
-            DbError::new(
-                ErrorKind::Connection,
-                format!("{}: connection task stopped", self.database),
-            )
-        })?;
+        let command =
+            Command::Read { sql, columns: columns.len(), batch_rows: batch_rows.clamp(1, 100_000) as usize, out: tx };
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database)))?;
         Ok(rx)
     }
 
@@ -255,10 +226,7 @@ impl PgTarget {
                 encoder_for(&c.type_name, c.is_enum).ok_or_else(|| {
                     DbError::new(
                         ErrorKind::InvalidInput,
-                        format!(
-                            "{}.{table}.{}: cannot bulk-load type {}",
-                            self.database, c.name, c.declared
-                        ),
+                        format!("{}.{table}.{}: cannot bulk-load type {}", self.database, c.name, c.declared),
                     )
                 })
             })
@@ -266,27 +234,14 @@ impl PgTarget {
         let statement = format!(
             "COPY public.{} ({}) FROM STDIN (FORMAT binary)",
             quote(table),
-            columns
-                .iter()
-                .map(|c| quote(c))
-                .collect::<Vec<_>>()
-                .join(", ")
+            columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
         );
         let (data_tx, data_rx) = mpsc::channel(COPY_QUEUE_CHUNKS);
         let (reply_tx, reply_rx) = oneshot::channel();
         self.commands
-            .send(Command::Copy {
-                statement,
-                data: data_rx,
-                reply: reply_tx,
-            })
+            .send(Command::Copy { statement, data: data_rx, reply: reply_tx })
             .await
-            .map_err(|_| {
-                DbError::new(
-                    ErrorKind::Connection,
-                    format!("{}: connection task stopped", self.database),
-                )
-            })?;
+            .map_err(|_| DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database)))?;
         let mut header = BytesMut::with_capacity(19);
         header.put_slice(b"PGCOPY\n\xff\r\n\0");
         header.put_i32(0);
@@ -365,11 +320,7 @@ impl PgWriter {
         if batch.payload_bytes() > 2 * MAX_BATCH_BYTES {
             return Err(DbError::new(
                 ErrorKind::Limit,
-                format!(
-                    "{}: batch larger than {} bytes",
-                    self.target,
-                    2 * MAX_BATCH_BYTES
-                ),
+                format!("{}: batch larger than {} bytes", self.target, 2 * MAX_BATCH_BYTES),
             ));
         }
         let mut buf = BytesMut::with_capacity(batch.payload_bytes() + 19);
@@ -379,12 +330,7 @@ impl PgWriter {
         encode_rows(&batch, &self.encoders, &mut buf).map_err(|(row, col, why)| {
             DbError::new(
                 ErrorKind::InvalidInput,
-                format!(
-                    "{}: row {} of the batch, column {}: {why}",
-                    self.target,
-                    row + 1,
-                    self.columns[col].name
-                ),
+                format!("{}: row {} of the batch, column {}: {why}", self.target, row + 1, self.columns[col].name),
             )
         })?;
         self.send(CopyChunk::Data(buf.freeze())).await
@@ -392,19 +338,13 @@ impl PgWriter {
 
     async fn send(&mut self, chunk: CopyChunk) -> Result<(), DbError> {
         let Some(data) = &self.data else {
-            return Err(DbError::new(
-                ErrorKind::InvalidInput,
-                format!("{}: bulk load already finished", self.target),
-            ));
+            return Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target)));
         };
         if data.send(chunk).await.is_err() {
             // The COPY stopped early; its reply says why.
             self.data = None;
             return Err(self.outcome().await.err().unwrap_or_else(|| {
-                DbError::new(
-                    ErrorKind::Connection,
-                    format!("{}: bulk load ended early", self.target),
-                )
+                DbError::new(ErrorKind::Connection, format!("{}: bulk load ended early", self.target))
             }));
         }
         Ok(())
@@ -413,15 +353,9 @@ impl PgWriter {
     async fn outcome(&mut self) -> Result<u64, DbError> {
         match self.reply.take() {
             Some(rx) => rx.await.unwrap_or_else(|_| {
-                Err(DbError::new(
-                    ErrorKind::Connection,
-                    format!("{}: connection task stopped", self.target),
-                ))
+                Err(DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.target)))
             }),
-            None => Err(DbError::new(
-                ErrorKind::InvalidInput,
-                format!("{}: bulk load already finished", self.target),
-            )),
+            None => Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target))),
         }
     }
 
@@ -439,11 +373,7 @@ impl PgWriter {
 }
 
 /// Encode every row of `batch` as binary COPY tuples. Errors name (row, column, reason).
-fn encode_rows(
-    batch: &Batch,
-    encoders: &[Encoding],
-    buf: &mut BytesMut,
-) -> Result<(), (usize, usize, String)> {
+fn encode_rows(batch: &Batch, encoders: &[Encoding], buf: &mut BytesMut) -> Result<(), (usize, usize, String)> {
     for row in 0..batch.rows as usize {
         buf.put_i16(encoders.len() as i16);
         for (c, (col, enc)) in batch.columns.iter().zip(encoders).enumerate() {
@@ -453,12 +383,7 @@ fn encode_rows(
     Ok(())
 }
 
-fn encode_value(
-    col: &ColumnValues,
-    row: usize,
-    enc: Encoding,
-    buf: &mut BytesMut,
-) -> Result<(), String> {
+fn encode_value(col: &ColumnValues, row: usize, enc: Encoding, buf: &mut BytesMut) -> Result<(), String> {
     let tag = col.tags[row];
     let n = col.numbers[row];
     let bytes = || col.bytes_of(row);
@@ -490,9 +415,7 @@ fn encode_value(
             buf.put_i32(4);
             buf.put_f32(f64::from_bits(n as u64) as f32);
         }
-        (ValueTag::Text, Encoding::Text)
-        | (ValueTag::Json, Encoding::Json)
-        | (ValueTag::Blob, Encoding::Bytea) => {
+        (ValueTag::Text, Encoding::Text) | (ValueTag::Json, Encoding::Json) | (ValueTag::Blob, Encoding::Bytea) => {
             let b = bytes();
             if tag == ValueTag::Text {
                 std::str::from_utf8(b).map_err(|_| "text is not valid UTF-8".to_string())?;
@@ -511,15 +434,13 @@ fn encode_value(
             buf.put_i64(n - PG_EPOCH_OFFSET_MICROS);
         }
         (ValueTag::Text, Encoding::Uuid) => {
-            let u = parse_uuid(bytes())
-                .ok_or_else(|| format!("{:?} is not a UUID", String::from_utf8_lossy(bytes())))?;
+            let u =
+                parse_uuid(bytes()).ok_or_else(|| format!("{:?} is not a UUID", String::from_utf8_lossy(bytes())))?;
             buf.put_i32(16);
             buf.put_slice(&u);
         }
         (tag, enc) => {
-            return Err(format!(
-                "a {tag:?} value cannot be written to a {enc:?} column"
-            ));
+            return Err(format!("a {tag:?} value cannot be written to a {enc:?} column"));
         }
     }
     Ok(())
@@ -539,14 +460,7 @@ fn parse_uuid(s: &[u8]) -> Option<[u8; 16]> {
 
 fn format_uuid(b: &[u8]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 /// Append row `row`'s column `i` to `col`, decoded from PostgreSQL's binary format.
@@ -583,9 +497,7 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
         }
         "json" => col.push_bytes(ValueTag::Json, b),
         "jsonb" => col.push_bytes(ValueTag::Json, b.get(1..).unwrap_or_default()),
-        "timestamptz" | "timestamp" => {
-            col.push_number(ValueTag::Timestamp, int(8)? + PG_EPOCH_OFFSET_MICROS)
-        }
+        "timestamptz" | "timestamp" => col.push_number(ValueTag::Timestamp, int(8)? + PG_EPOCH_OFFSET_MICROS),
         "uuid" if b.len() == 16 => col.push_bytes(ValueTag::Text, format_uuid(b).as_bytes()),
         "bytea" => col.push_bytes(ValueTag::Blob, b),
         _ => col.push_bytes(ValueTag::Text, b),
@@ -596,15 +508,11 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
 fn decode_rows(rows: &[PgRow], columns: usize, batch: &mut Batch) -> Result<(), DbError> {
     for row in rows {
         if row.len() != columns {
-            return Err(DbError::new(
-                ErrorKind::InvalidInput,
-                "query returned an unexpected number of columns",
-            ));
+            return Err(DbError::new(ErrorKind::InvalidInput, "query returned an unexpected number of columns"));
         }
         for (i, col) in batch.columns.iter_mut().enumerate() {
-            decode_value(row, i, col).map_err(|e| {
-                DbError::new(ErrorKind::Other, format!("decoding column {}: {e}", i + 1))
-            })?;
+            decode_value(row, i, col)
+                .map_err(|e| DbError::new(ErrorKind::Other, format!("decoding column {}: {e}", i + 1)))?;
         }
         batch.rows += 1;
     }
@@ -623,19 +531,13 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
     while let Some(command) = commands.recv().await {
         match command {
             Command::Execute(sql, reply) => {
-                let r = sqlx::query(AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await
-                    .map(|d| d.rows_affected())
-                    .map_err(err);
+                let r =
+                    sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await.map(|d| d.rows_affected()).map_err(err);
                 let _ = reply.send(r);
             }
             Command::Query(sql, reply) => {
                 let r = async {
-                    let rows = sqlx::query(AssertSqlSafe(sql))
-                        .fetch_all(&mut conn)
-                        .await
-                        .map_err(err)?;
+                    let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&mut conn).await.map_err(err)?;
                     let columns = rows.first().map_or(0, |r| r.len());
                     let mut batch = Batch::empty(columns, rows.len());
                     decode_rows(&rows, columns, &mut batch)?;
@@ -688,12 +590,7 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                 .map_err(err);
                 let _ = reply.send(r);
             }
-            Command::Read {
-                sql,
-                columns,
-                batch_rows,
-                out,
-            } => {
+            Command::Read { sql, columns, batch_rows, out } => {
                 let mut stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
                 let mut batch = Batch::empty(columns, batch_rows);
                 let mut rows: Vec<PgRow> = Vec::with_capacity(batch_rows);
@@ -724,11 +621,7 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                     }
                 }
             }
-            Command::Copy {
-                statement,
-                mut data,
-                reply,
-            } => {
+            Command::Copy { statement, mut data, reply } => {
                 let r = async {
                     let mut copy = conn.copy_in_raw(&statement).await.map_err(err)?;
                     loop {
@@ -738,13 +631,8 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                             }
                             Some(CopyChunk::Finish) => return copy.finish().await.map_err(err),
                             None => {
-                                copy.abort("bulk load abandoned by the migration component")
-                                    .await
-                                    .map_err(err)?;
-                                return Err(DbError::new(
-                                    ErrorKind::Other,
-                                    format!("{database}: bulk load abandoned"),
-                                ));
+                                copy.abort("bulk load abandoned by the migration component").await.map_err(err)?;
+                                return Err(DbError::new(ErrorKind::Other, format!("{database}: bulk load abandoned")));
                             }
                         }
                     }
@@ -754,11 +642,7 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                 let _ = reply.send(r);
             }
             Command::Commit(reply) => {
-                let r = sqlx::raw_sql("COMMIT")
-                    .execute(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(err);
+                let r = sqlx::raw_sql("COMMIT").execute(&mut conn).await.map(|_| ()).map_err(err);
                 let _ = reply.send(r);
             }
         }
@@ -786,35 +670,20 @@ mod tests {
         let mut b = ColumnValues::with_capacity(2);
         b.push_bytes(ValueTag::Json, b"{}");
         b.push_bytes(ValueTag::Json, b"[]");
-        let batch = Batch {
-            rows: 2,
-            columns: vec![a, b],
-        };
+        let batch = Batch { rows: 2, columns: vec![a, b] };
         let mut buf = BytesMut::new();
         encode_rows(&batch, &[Encoding::Int4, Encoding::Jsonb], &mut buf).unwrap();
         let expected: &[u8] = &[
-            0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 3, 1, b'{', b'}', 0, 2, 255, 255, 255, 255, 0,
-            0, 0, 3, 1, b'[', b']',
+            0, 2, 0, 0, 0, 4, 0, 0, 0, 7, 0, 0, 0, 3, 1, b'{', b'}', 0, 2, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'[',
+            b']',
         ];
         assert_eq!(&buf[..], expected);
-        let err = encode_rows(
-            &batch,
-            &[Encoding::Text, Encoding::Jsonb],
-            &mut BytesMut::new(),
-        )
-        .unwrap_err();
+        let err = encode_rows(&batch, &[Encoding::Text, Encoding::Jsonb], &mut BytesMut::new()).unwrap_err();
         assert_eq!((err.0, err.1), (0, 0));
         let mut big = ColumnValues::with_capacity(1);
         big.push_number(ValueTag::Integer, 1 << 40);
-        let err = encode_rows(
-            &Batch {
-                rows: 1,
-                columns: vec![big],
-            },
-            &[Encoding::Int4],
-            &mut BytesMut::new(),
-        )
-        .unwrap_err();
+        let err =
+            encode_rows(&Batch { rows: 1, columns: vec![big] }, &[Encoding::Int4], &mut BytesMut::new()).unwrap_err();
         assert!(err.2.contains("out of range"));
     }
 }

@@ -56,10 +56,7 @@ use tempfile::TempDir;
 // ------------------------------------------------------------------------------------------------
 
 /// The app DIDs in the demo fixture. For both apps appDid == appPid == meta.name.
-pub const APP_DIDS: [&str; 2] = [
-    "zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM64",
-    "zNKrYWaSmXbK1xanN7G2rSU9ak7JUVXrHD9G",
-];
+pub const APP_DIDS: [&str; 2] = ["zNKqXjErsgbHZH5rW1nusSm7raAyFE94jM64", "zNKrYWaSmXbK1xanN7G2rSU9ak7JUVXrHD9G"];
 
 /// Where the tool writes its success marker, relative to the data dir.
 pub const LOCK_REL: &str = "core/sqlite-to-postgres.lock";
@@ -72,9 +69,7 @@ pub const MIGRATE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `<repo>/tests`. The integration test is compiled as part of `host/`, so it is `$CARGO_MANIFEST_DIR/../tests`.
 pub fn tests_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("tests");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tests");
     fs::canonicalize(&dir).unwrap_or(dir)
 }
 
@@ -108,15 +103,9 @@ pub fn reference_schema_file(pg_db: &str) -> PathBuf {
 
 /// The sorted migration names the reference has in `SequelizeMeta` for a kind.
 pub fn expected_sequelize_meta(kind: &str) -> Vec<String> {
-    let path = reference_dir()
-        .join("sequelize-meta")
-        .join(format!("{kind}.txt"));
+    let path = reference_dir().join("sequelize-meta").join(format!("{kind}.txt"));
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut v: Vec<String> = text
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect();
+    let mut v: Vec<String> = text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
     v.sort();
     v
 }
@@ -141,15 +130,8 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// and the temp dir can then be removed as a non-root user.
 pub fn fixture_copy() -> TempDir {
     let src = fixture_dir();
-    assert!(
-        src.join(".blocklet-server").join("config.yml").is_file(),
-        "demo fixture not found at {}",
-        src.display()
-    );
-    let tmp = tempfile::Builder::new()
-        .prefix("bm-fixture-")
-        .tempdir()
-        .expect("create temp dir for fixture copy");
+    assert!(src.join(".blocklet-server").join("config.yml").is_file(), "demo fixture not found at {}", src.display());
+    let tmp = tempfile::Builder::new().prefix("bm-fixture-").tempdir().expect("create temp dir for fixture copy");
     copy_tree(&src, tmp.path());
     tmp
 }
@@ -176,14 +158,12 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         let ft = entry.file_type().expect("file type");
         if ft.is_symlink() {
             let target = fs::read_link(&from).expect("read_link");
-            std::os::unix::fs::symlink(&target, &to)
-                .unwrap_or_else(|e| panic!("symlink {}: {e}", to.display()));
+            std::os::unix::fs::symlink(&target, &to).unwrap_or_else(|e| panic!("symlink {}: {e}", to.display()));
         } else if ft.is_dir() {
             copy_tree(&from, &to);
             fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod dir");
         } else if ft.is_file() {
-            fs::copy(&from, &to)
-                .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+            fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
             fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).expect("chmod file");
         } else {
             panic!("unexpected special file in fixture: {}", from.display());
@@ -197,8 +177,8 @@ pub fn copy_tree(src: &Path, dst: &Path) {
 #[track_caller]
 pub fn assert_lock_file(data_dir: &Path, not_before: SystemTime, not_after: SystemTime) {
     let path = data_dir.join(LOCK_REL);
-    let raw = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("lock file {} missing or unreadable: {e}", path.display()));
+    let raw =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("lock file {} missing or unreadable: {e}", path.display()));
     let text = raw.strip_suffix('\n').unwrap_or(&raw);
     let b = text.as_bytes();
     let shape_ok = b.len() == 24
@@ -210,35 +190,22 @@ pub fn assert_lock_file(data_dir: &Path, not_before: SystemTime, not_after: Syst
             23 => *c == b'Z',
             _ => c.is_ascii_digit(),
         });
-    assert!(
-        shape_ok,
-        "lock file content {raw:?} is not like 2026-11-25T18:56:32.947Z"
-    );
-    let micros =
-        parse_timestamp_micros(text).unwrap_or_else(|| panic!("unparsable lock timestamp {raw:?}"));
+    assert!(shape_ok, "lock file content {raw:?} is not like 2026-11-25T18:56:32.947Z");
+    let micros = parse_timestamp_micros(text).unwrap_or_else(|| panic!("unparsable lock timestamp {raw:?}"));
     let lo = micros_since_epoch(not_before) - 1_000_000;
     let hi = micros_since_epoch(not_after) + 1_000_000;
-    assert!(
-        (lo..=hi).contains(&micros),
-        "lock timestamp {text} is not within the tool's run time"
-    );
+    assert!((lo..=hi).contains(&micros), "lock timestamp {text} is not within the tool's run time");
 }
 
 fn micros_since_epoch(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .expect("time after epoch")
-        .as_micros() as i64
+    t.duration_since(UNIX_EPOCH).expect("time after epoch").as_micros() as i64
 }
 
 /// Asserts that the lock file does not exist (a failed migration must not write it).
 #[track_caller]
 pub fn assert_no_lock_file(data_dir: &Path) {
     let path = data_dir.join(LOCK_REL);
-    assert!(
-        !path.exists(),
-        "lock file {} must not exist after a failed run",
-        path.display()
-    );
+    assert!(!path.exists(), "lock file {} must not exist after a failed run", path.display());
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -288,28 +255,18 @@ pub fn sha256_file(path: &Path) -> String {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let n = f.read(&mut buf).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Panics with a list of added, removed and changed files if the two [`hash_tree`] results differ.
 #[track_caller]
-pub fn assert_same_tree(
-    before: &BTreeMap<PathBuf, String>,
-    after: &BTreeMap<PathBuf, String>,
-    what: &str,
-) {
+pub fn assert_same_tree(before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>, what: &str) {
     let mut problems = Vec::new();
     for (p, h) in before {
         match after.get(p) {
@@ -323,11 +280,7 @@ pub fn assert_same_tree(
             problems.push(format!("  added:   {}", p.display()));
         }
     }
-    assert!(
-        problems.is_empty(),
-        "{what}: file tree changed:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "{what}: file tree changed:\n{}", problems.join("\n"));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -357,10 +310,7 @@ impl fmt::Debug for Output {
 impl Output {
     /// The stderr lines that start with `✖` (the error lines of the CLI contract).
     pub fn error_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.trim_start().starts_with('✖'))
-            .collect()
+        self.stderr.lines().filter(|l| l.trim_start().starts_with('✖')).collect()
     }
 
     /// Whether some `✖` line in stderr contains `needle`.
@@ -380,6 +330,17 @@ pub fn bin_path() -> PathBuf {
 /// can match the plain `ℹ`/`✔`/`✖` lines. If the run takes longer than [`MIGRATE_TIMEOUT`], the
 /// process is killed and the function panics with its partial output.
 pub fn run_migrate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let (out, killed) = run_migrate_killed_after(args, cwd, env, MIGRATE_TIMEOUT);
+    if killed {
+        panic!("blocklet-migrate {args:?} did not finish within {MIGRATE_TIMEOUT:?} and was killed: {out:?}");
+    }
+    out
+}
+
+/// Like [`run_migrate`], but sends SIGKILL (`Child::kill`) once `after` has passed, as a crash or
+/// `kill -9` would. Returns the output captured until then (the exit code is then `128 + 9`) and
+/// whether the process was killed (`false`: it exited by itself before `after`).
+pub fn run_migrate_killed_after(args: &[&str], cwd: &Path, env: &[(&str, &str)], after: Duration) -> (Output, bool) {
     let mut cmd = Command::new(bin_path());
     cmd.args(args)
         .current_dir(cwd)
@@ -391,9 +352,7 @@ pub fn run_migrate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin_path().display()));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin_path().display()));
     let mut out_pipe = child.stdout.take().expect("stdout pipe");
     let mut err_pipe = child.stderr.take().expect("stderr pipe");
     let out_t = thread::spawn(move || {
@@ -407,32 +366,23 @@ pub fn run_migrate(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
         v
     });
     let start = Instant::now();
-    let (status, timed_out) = loop {
+    let (status, killed) = loop {
         if let Some(st) = child.try_wait().expect("wait for blocklet-migrate") {
             break (st, false);
         }
-        if start.elapsed() > MIGRATE_TIMEOUT {
+        let elapsed = start.elapsed();
+        if elapsed >= after {
             let _ = child.kill();
-            break (child.wait().expect("wait after kill"), true);
+            // It may have exited on its own just before the signal: then it was not killed.
+            let st = child.wait().expect("wait after kill");
+            break (st, st.signal() == Some(9));
         }
-        thread::sleep(Duration::from_millis(20));
+        thread::sleep((after - elapsed).min(Duration::from_millis(5)));
     };
     let stdout = strip_ansi(&String::from_utf8_lossy(&out_t.join().unwrap_or_default()));
     let stderr = strip_ansi(&String::from_utf8_lossy(&err_t.join().unwrap_or_default()));
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    let out = Output {
-        code,
-        stdout,
-        stderr,
-    };
-    if timed_out {
-        panic!(
-            "blocklet-migrate {args:?} did not finish within {MIGRATE_TIMEOUT:?} and was killed: {out:?}"
-        );
-    }
-    out
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    (Output { code, stdout, stderr }, killed)
 }
 
 /// Removes ANSI CSI escape sequences (`ESC [ ... final-byte`) and OSC sequences.
@@ -475,28 +425,16 @@ pub fn strip_ansi(s: &str) -> String {
 #[track_caller]
 pub fn assert_success(out: &Output) {
     assert_eq!(out.code, 0, "expected success: {out:?}");
-    assert!(
-        out.error_lines().is_empty(),
-        "successful run printed ✖ lines: {out:?}"
-    );
-    assert!(
-        out.stdout.contains("✔ Migration postgres completed"),
-        "missing completion message: {out:?}"
-    );
+    assert!(out.error_lines().is_empty(), "successful run printed ✖ lines: {out:?}");
+    assert!(out.stdout.contains("✔ Migration postgres completed"), "missing completion message: {out:?}");
 }
 
 /// Asserts a non-zero exit, at least one stderr line starting with `✖`, and no completion message.
 #[track_caller]
 pub fn assert_failure(out: &Output) {
     assert_ne!(out.code, 0, "expected a non-zero exit code: {out:?}");
-    assert!(
-        !out.error_lines().is_empty(),
-        "expected a stderr line starting with ✖: {out:?}"
-    );
-    assert!(
-        !out.stdout.contains("Migration postgres completed"),
-        "failed run claims completion: {out:?}"
-    );
+    assert!(!out.error_lines().is_empty(), "expected a stderr line starting with ✖: {out:?}");
+    assert!(!out.stdout.contains("Migration postgres completed"), "failed run claims completion: {out:?}");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -539,11 +477,7 @@ pub fn running_as_root() -> bool {
             }
         }
     }
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
 /// A private PostgreSQL cluster that lives as long as this value.
@@ -570,21 +504,13 @@ impl PgCluster {
     pub fn start() -> PgCluster {
         let bin = pg_bin_dir();
         let as_postgres = running_as_root();
-        let dir = tempfile::Builder::new()
-            .prefix("bm-pg-")
-            .tempdir()
-            .expect("create temp dir for PostgreSQL cluster");
+        let dir = tempfile::Builder::new().prefix("bm-pg-").tempdir().expect("create temp dir for PostgreSQL cluster");
         let root = dir.path().to_path_buf();
         let data = root.join("data");
         let sock = root.join("sock");
         fs::create_dir(&sock).expect("create socket dir");
         if as_postgres {
-            let out = Command::new("chown")
-                .arg("-R")
-                .arg("postgres:postgres")
-                .arg(&root)
-                .output()
-                .expect("run chown");
+            let out = Command::new("chown").arg("-R").arg("postgres:postgres").arg(&root).output().expect("run chown");
             assert!(
                 out.status.success(),
                 "chown -R postgres:postgres {} failed (need a `postgres` user when running as root): {}",
@@ -592,30 +518,13 @@ impl PgCluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let mut cluster = PgCluster {
-            bin,
-            root,
-            data,
-            port: 0,
-            as_postgres,
-            running: false,
-            _dir: dir,
-        };
+        let mut cluster = PgCluster { bin, root, data, port: 0, as_postgres, running: false, _dir: dir };
 
         let out = cluster
             .server_cmd("initdb")
             .arg("-D")
             .arg(&cluster.data)
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
             .output()
             .expect("run initdb");
         assert!(
@@ -662,10 +571,7 @@ impl PgCluster {
                 break;
             }
         }
-        panic!(
-            "could not start a PostgreSQL cluster in {}:\n{last_log}",
-            cluster.root.display()
-        );
+        panic!("could not start a PostgreSQL cluster in {}:\n{last_log}", cluster.root.display());
     }
 
     /// A command for a server-side binary (initdb, pg_ctl), run as `postgres` when we are root.
@@ -710,25 +616,12 @@ impl PgCluster {
         let port = self.port.to_string();
         let out = self
             .client_cmd("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port])
             .args(["-U", "postgres", "-d", db, "-c", sql])
             .output()
             .expect("run psql");
         if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout)
-                .trim_end_matches('\n')
-                .to_string())
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
         } else {
             Err(format!(
                 "psql exit {:?}: {}{}",
@@ -752,23 +645,15 @@ impl PgCluster {
     #[track_caller]
     pub fn psql_i64(&self, db: &str, sql: &str) -> i64 {
         let s = self.psql(db, sql);
-        s.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("expected an integer from {sql:?} on {db}, got {s:?}"))
+        s.trim().parse().unwrap_or_else(|_| panic!("expected an integer from {sql:?} on {db}, got {s:?}"))
     }
 
     /// Non-template databases except `postgres`, sorted.
     #[track_caller]
     pub fn databases(&self) -> Vec<String> {
-        let s = self.psql(
-            "postgres",
-            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'",
-        );
-        let mut v: Vec<String> = s
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let s =
+            self.psql("postgres", "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'");
+        let mut v: Vec<String> = s.lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
         v.sort();
         v
     }
@@ -780,11 +665,7 @@ impl PgCluster {
             db,
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
         );
-        let mut v: Vec<String> = s
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let mut v: Vec<String> = s.lines().map(str::to_string).filter(|l| !l.is_empty()).collect();
         v.sort();
         v
     }
@@ -792,10 +673,7 @@ impl PgCluster {
     /// `count(*)` of a table in `public`.
     #[track_caller]
     pub fn count(&self, db: &str, table: &str) -> i64 {
-        self.psql_i64(
-            db,
-            &format!("SELECT count(*) FROM public.{}", quote_ident(table)),
-        )
+        self.psql_i64(db, &format!("SELECT count(*) FROM public.{}", quote_ident(table)))
     }
 
     /// `(database, table, rows)` for every base table of every non-template database.
@@ -820,11 +698,7 @@ impl PgCluster {
             .filter(|(_, _, n)| *n > 0)
             .map(|(db, t, n)| format!("  {db}.{t}: {n} rows"))
             .collect();
-        assert!(
-            non_empty.is_empty(),
-            "a failed migration left data behind:\n{}",
-            non_empty.join("\n")
-        );
+        assert!(non_empty.is_empty(), "a failed migration left data behind:\n{}", non_empty.join("\n"));
     }
 
     /// `pg_dump --schema-only -O -x` of `db`, made the same way as the reference `pg-*.sql` files.
@@ -832,26 +706,10 @@ impl PgCluster {
         let port = self.port.to_string();
         let out = self
             .client_cmd("pg_dump")
-            .args([
-                "--schema-only",
-                "-O",
-                "-x",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                db,
-            ])
+            .args(["--schema-only", "-O", "-x", "-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db])
             .output()
             .expect("run pg_dump");
-        assert!(
-            out.status.success(),
-            "pg_dump of {db} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pg_dump of {db} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).expect("pg_dump output is UTF-8")
     }
 
@@ -884,10 +742,7 @@ impl PgCluster {
                         t = quote_ident(table)
                     ),
                 );
-                let nums: Vec<i64> = res
-                    .split('|')
-                    .map(|s| s.trim().parse().expect("integer"))
-                    .collect();
+                let nums: Vec<i64> = res.split('|').map(|s| s.trim().parse().expect("integer")).collect();
                 checked += 1;
                 if nums[1] <= nums[0] {
                     problems.push(format!(
@@ -897,15 +752,8 @@ impl PgCluster {
                 }
             }
         }
-        assert!(
-            checked > 0,
-            "no serial columns found at all: was anything migrated?"
-        );
-        assert!(
-            problems.is_empty(),
-            "sequences behind their max ids:\n{}",
-            problems.join("\n")
-        );
+        assert!(checked > 0, "no serial columns found at all: was anything migrated?");
+        assert!(problems.is_empty(), "sequences behind their max ids:\n{}", problems.join("\n"));
     }
 }
 
@@ -1014,11 +862,7 @@ pub fn assert_same_schema(actual: &str, expected: &str, what: &str) {
         return;
     }
     let (only_a, only_e) = multiset_diff(&a, &e);
-    let mut msg = format!(
-        "schema of {what} differs from the reference ({} vs {} statements)\n",
-        a.len(),
-        e.len()
-    );
+    let mut msg = format!("schema of {what} differs from the reference ({} vs {} statements)\n", a.len(), e.len());
     msg.push_str(&format!("--- only in actual ({}):\n", only_a.len()));
     for s in &only_a {
         msg.push_str(&format!("  + {s}\n"));
@@ -1063,8 +907,7 @@ pub fn schema_facts() -> &'static Value {
     static FACTS: OnceLock<Value> = OnceLock::new();
     FACTS.get_or_init(|| {
         let path = reference_dir().join("schema-facts.json");
-        let text =
-            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
     })
 }
@@ -1098,11 +941,7 @@ pub fn facts_tables(kind: &str) -> Vec<String> {
     let tables = schema_facts()[kind]["postgres"]
         .as_object()
         .unwrap_or_else(|| panic!("schema-facts has no postgres tables for kind {kind:?}"));
-    let mut v: Vec<String> = tables
-        .keys()
-        .filter(|t| *t != "SequelizeMeta")
-        .cloned()
-        .collect();
+    let mut v: Vec<String> = tables.keys().filter(|t| *t != "SequelizeMeta").cloned().collect();
     v.sort();
     v
 }
@@ -1117,10 +956,7 @@ pub fn facts_columns(kind: &str, table: &str) -> Vec<(String, ColKind)> {
         .map(|c| {
             let name = c["column_name"].as_str().expect("column_name").to_string();
             let ord = c["ordinal_position"].as_i64().unwrap_or(0);
-            let kind = ColKind::from_pg(
-                c["data_type"].as_str().unwrap_or(""),
-                c["udt_name"].as_str().unwrap_or(""),
-            );
+            let kind = ColKind::from_pg(c["data_type"].as_str().unwrap_or(""), c["udt_name"].as_str().unwrap_or(""));
             (ord, name, kind)
         })
         .collect();
@@ -1165,9 +1001,7 @@ impl ColKind {
             "boolean" => ColKind::Bool,
             "smallint" | "integer" | "bigint" => ColKind::Int,
             "double precision" | "real" | "numeric" => ColKind::Float,
-            "timestamp with time zone" | "timestamp without time zone" | "date" => {
-                ColKind::Timestamp
-            }
+            "timestamp with time zone" | "timestamp without time zone" | "date" => ColKind::Timestamp,
             "json" | "jsonb" => ColKind::Json,
             "uuid" => ColKind::Uuid,
             _ => match udt_name {
@@ -1210,15 +1044,11 @@ impl ColKind {
 }
 
 fn unconvertible(side: &str, storage: &str, kind: ColKind, raw: &str) -> Value {
-    Value::String(format!(
-        "<<unconvertible {side} {storage} as {kind:?}: {raw}>>"
-    ))
+    Value::String(format!("<<unconvertible {side} {storage} as {kind:?}: {raw}>>"))
 }
 
 fn num_f64(x: f64) -> Value {
-    serde_json::Number::from_f64(x)
-        .map(Value::Number)
-        .unwrap_or_else(|| Value::String(format!("float:{x}")))
+    serde_json::Number::from_f64(x).map(Value::Number).unwrap_or_else(|| Value::String(format!("float:{x}")))
 }
 
 /// Canonical JSON: object keys sorted (whatever serde_json's `preserve_order` feature says), numbers as f64.
@@ -1227,8 +1057,7 @@ pub fn canonical_json(v: &Value) -> Value {
         Value::Number(n) => num_f64(n.as_f64().unwrap_or(f64::NAN)),
         Value::Array(a) => Value::Array(a.iter().map(canonical_json).collect()),
         Value::Object(o) => {
-            let sorted: BTreeMap<&String, Value> =
-                o.iter().map(|(k, v)| (k, canonical_json(v))).collect();
+            let sorted: BTreeMap<&String, Value> = o.iter().map(|(k, v)| (k, canonical_json(v))).collect();
             let mut m = Map::new();
             for (k, v) in sorted {
                 m.insert(k.clone(), v);
@@ -1289,11 +1118,9 @@ pub fn canonical_sqlite_value(kind: ColKind, storage: &str, v: &Value) -> Value 
                 .parse::<i64>()
                 .map(Value::from)
                 .unwrap_or_else(|_| unconvertible("sqlite", storage, kind, &raw)),
-            ColKind::Float => raw
-                .trim()
-                .parse::<f64>()
-                .map(num_f64)
-                .unwrap_or_else(|_| unconvertible("sqlite", storage, kind, &raw)),
+            ColKind::Float => {
+                raw.trim().parse::<f64>().map(num_f64).unwrap_or_else(|_| unconvertible("sqlite", storage, kind, &raw))
+            }
             ColKind::Timestamp => parse_timestamp_micros(&raw)
                 .map(Value::from)
                 .unwrap_or_else(|| unconvertible("sqlite", storage, kind, &raw)),
@@ -1326,14 +1153,10 @@ pub fn canonical_pg_value(kind: ColKind, v: &Value) -> Value {
             Value::Bool(b) => Value::Bool(*b),
             _ => unconvertible("pg", "value", kind, &raw),
         },
-        ColKind::Int | ColKind::Timestamp => v
-            .as_i64()
-            .map(Value::from)
-            .unwrap_or_else(|| unconvertible("pg", "value", kind, &raw)),
-        ColKind::Float => raw
-            .parse::<f64>()
-            .map(num_f64)
-            .unwrap_or_else(|_| unconvertible("pg", "value", kind, &raw)),
+        ColKind::Int | ColKind::Timestamp => {
+            v.as_i64().map(Value::from).unwrap_or_else(|| unconvertible("pg", "value", kind, &raw))
+        }
+        ColKind::Float => raw.parse::<f64>().map(num_f64).unwrap_or_else(|_| unconvertible("pg", "value", kind, &raw)),
         ColKind::Json => serde_json::from_str::<Value>(&raw)
             .map(|j| canonical_json(&j))
             .unwrap_or_else(|_| unconvertible("pg", "value", kind, &raw)),
@@ -1346,10 +1169,7 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Parses `YYYY-MM-DD[( |T)HH:MM[:SS[.fraction]]][ ][Z|±HH[:MM|MM]]` into microseconds since the
@@ -1377,9 +1197,7 @@ pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
     let day = num(b, 8, 2)?;
     let mut i = 10;
     let (mut hh, mut mm, mut ss, mut micros) = (0i64, 0i64, 0i64, 0i64);
-    if matches!(b.get(i), Some(b' ') | Some(b'T') | Some(b't'))
-        && b.get(i + 1).is_some_and(|c| c.is_ascii_digit())
-    {
+    if matches!(b.get(i), Some(b' ') | Some(b'T') | Some(b't')) && b.get(i + 1).is_some_and(|c| c.is_ascii_digit()) {
         i += 1;
         hh = num(b, i, 2)?;
         if b.get(i + 2) != Some(&b':') {
@@ -1460,11 +1278,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// The `sqlite3` CLI: `/usr/bin/sqlite3` if present, otherwise the one on `PATH`.
 pub fn sqlite3_bin() -> PathBuf {
     let p = Path::new("/usr/bin/sqlite3");
-    if p.is_file() {
-        p.to_path_buf()
-    } else {
-        PathBuf::from("sqlite3")
-    }
+    if p.is_file() { p.to_path_buf() } else { PathBuf::from("sqlite3") }
 }
 
 /// Runs `sql` **in place** on `db_file` with the `sqlite3` CLI (`-bail`, 5 s busy timeout) and returns
@@ -1485,9 +1299,7 @@ pub fn sqlite_exec(db_file: &Path, sql: &str) -> String {
         "sqlite3 {} failed: {stderr}\nSQL: {sql}",
         db_file.display()
     );
-    String::from_utf8_lossy(&out.stdout)
-        .trim_end_matches('\n')
-        .to_string()
+    String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string()
 }
 
 /// A private copy of a SQLite database (`<db>` and `<db>-wal`, not `-shm`) in its own temp dir.
@@ -1502,15 +1314,8 @@ pub struct SqliteSnapshot {
 impl SqliteSnapshot {
     /// Copies `db_file` (and its `-wal`, if there is one) into a fresh temp dir.
     pub fn new(db_file: &Path) -> SqliteSnapshot {
-        assert!(
-            db_file.is_file(),
-            "SQLite file {} does not exist",
-            db_file.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("bm-sqlite-")
-            .tempdir()
-            .expect("create temp dir for SQLite snapshot");
+        assert!(db_file.is_file(), "SQLite file {} does not exist", db_file.display());
+        let dir = tempfile::Builder::new().prefix("bm-sqlite-").tempdir().expect("create temp dir for SQLite snapshot");
         let file = dir.path().join(db_file.file_name().expect("file name"));
         fs::copy(db_file, &file).unwrap_or_else(|e| panic!("copy {}: {e}", db_file.display()));
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod snapshot");
@@ -1518,14 +1323,9 @@ impl SqliteSnapshot {
         if wal.is_file() {
             let to = with_suffix(&file, "-wal");
             fs::copy(&wal, &to).unwrap_or_else(|e| panic!("copy {}: {e}", wal.display()));
-            fs::set_permissions(&to, fs::Permissions::from_mode(0o644))
-                .expect("chmod snapshot wal");
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).expect("chmod snapshot wal");
         }
-        SqliteSnapshot {
-            file,
-            source: db_file.to_path_buf(),
-            _dir: dir,
-        }
+        SqliteSnapshot { file, source: db_file.to_path_buf(), _dir: dir }
     }
 
     /// The file this snapshot was taken from.
@@ -1552,8 +1352,8 @@ impl SqliteSnapshot {
         if text.trim().is_empty() {
             return Vec::new();
         }
-        let v: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("sqlite3 -json output is not JSON ({e}): {text}"));
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("sqlite3 -json output is not JSON ({e}): {text}"));
         match v {
             Value::Array(rows) => rows
                 .into_iter()
@@ -1569,7 +1369,9 @@ impl SqliteSnapshot {
     /// User tables (excluding SQLite's own `sqlite_*` tables such as `sqlite_sequence` and `sqlite_stat1`), sorted.
     pub fn tables(&self) -> Vec<String> {
         let mut v: Vec<String> = self
-            .query_json("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+            .query_json(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+            )
             .into_iter()
             .map(|r| r["name"].as_str().expect("name").to_string())
             .collect();
@@ -1589,12 +1391,7 @@ impl SqliteSnapshot {
             table.replace('\'', "''")
         ))
         .into_iter()
-        .map(|r| {
-            (
-                r["name"].as_str().expect("name").to_string(),
-                r["type"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|r| (r["name"].as_str().expect("name").to_string(), r["type"].as_str().unwrap_or("").to_string()))
         .collect()
     }
 
@@ -1658,9 +1455,7 @@ pub fn sqlite_tables(db_file: &Path) -> Vec<String> {
 pub fn sqlite_rows(db_file: &Path, table: &str) -> Vec<String> {
     let snap = SqliteSnapshot::new(db_file);
     let cols = match kind_for_sqlite_file(db_file) {
-        Some(kind) if schema_facts()[kind]["postgres"].get(table).is_some() => {
-            facts_columns(kind, table)
-        }
+        Some(kind) if schema_facts()[kind]["postgres"].get(table).is_some() => facts_columns(kind, table),
         _ => snap
             .columns(table)
             .into_iter()
@@ -1676,12 +1471,7 @@ pub fn sqlite_rows(db_file: &Path, table: &str) -> Vec<String> {
 /// Every row of `public.table` in PostgreSQL database `db`, in the same canonical form as
 /// [`SqliteSnapshot::rows`], for the given columns. Rows are sorted. Errors (missing table or column)
 /// come back as `Err(psql stderr)`.
-pub fn try_pg_rows(
-    pg: &PgCluster,
-    db: &str,
-    table: &str,
-    cols: &[(String, ColKind)],
-) -> Result<Vec<String>, String> {
+pub fn try_pg_rows(pg: &PgCluster, db: &str, table: &str, cols: &[(String, ColKind)]) -> Result<Vec<String>, String> {
     let select: Vec<String> = cols
         .iter()
         .enumerate()
@@ -1706,11 +1496,8 @@ pub fn try_pg_rows(
         quote_ident(table)
     );
     let text = pg.try_psql(db, &sql)?;
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("psql output is not JSON ({e}): {text}"))?;
-    let arr = v
-        .as_array()
-        .ok_or_else(|| format!("expected a JSON array, got {text}"))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("psql output is not JSON ({e}): {text}"))?;
+    let arr = v.as_array().ok_or_else(|| format!("expected a JSON array, got {text}"))?;
     let mut rows: Vec<String> = arr
         .iter()
         .map(|r| {
@@ -1753,19 +1540,10 @@ pub fn compare_table(sqlite_file: &Path, pg: &PgCluster, pg_db: &str, table: &st
 
 /// [`compare_table`] on an existing snapshot. Returns the number of rows compared, or a report.
 /// A table that the SQLite file lacks must be empty in PostgreSQL.
-pub fn compare_table_in(
-    snap: &SqliteSnapshot,
-    pg: &PgCluster,
-    pg_db: &str,
-    table: &str,
-) -> Result<usize, String> {
+pub fn compare_table_in(snap: &SqliteSnapshot, pg: &PgCluster, pg_db: &str, table: &str) -> Result<usize, String> {
     let kind = kind_for_pg_db(pg_db);
     let cols = facts_columns(kind, table);
-    let sqlite = if snap.has_table(table) {
-        snap.rows(table, &cols)
-    } else {
-        Vec::new()
-    };
+    let sqlite = if snap.has_table(table) { snap.rows(table, &cols) } else { Vec::new() };
     let pgr = try_pg_rows(pg, pg_db, table, &cols).map_err(|e| format!("{pg_db}.{table}: {e}"))?;
     if sqlite == pgr {
         return Ok(sqlite.len());
@@ -1794,11 +1572,7 @@ pub fn compare_table_in(
             .enumerate()
             .filter(|(i, _)| a.get(*i) != b.get(*i))
             .map(|(i, n)| {
-                format!(
-                    "{n}: sqlite={} pg={}",
-                    a.get(i).unwrap_or(&Value::Null),
-                    b.get(i).unwrap_or(&Value::Null)
-                )
+                format!("{n}: sqlite={} pg={}", a.get(i).unwrap_or(&Value::Null), b.get(i).unwrap_or(&Value::Null))
             })
             .collect();
         msg.push_str(&format!("  first pair differs in: {}\n", diffs.join("; ")));
@@ -1810,34 +1584,17 @@ pub fn compare_table_in(
 /// then `data/<appDid>/blocklet.db` → `blocklet_db_<appDid>` for each app directory that has a `blocklet.db`.
 pub fn migration_targets(data_dir: &Path) -> Vec<(PathBuf, String)> {
     let mut v = vec![
-        (
-            data_dir.join("core").join("server.db"),
-            "server_db".to_string(),
-        ),
-        (
-            data_dir.join("services").join("service.db"),
-            "service_db".to_string(),
-        ),
-        (
-            data_dir
-                .join("modules")
-                .join("certificate-manager")
-                .join("module.db"),
-            "module_db".to_string(),
-        ),
+        (data_dir.join("core").join("server.db"), "server_db".to_string()),
+        (data_dir.join("services").join("service.db"), "service_db".to_string()),
+        (data_dir.join("modules").join("certificate-manager").join("module.db"), "module_db".to_string()),
     ];
-    let mut apps: Vec<PathBuf> = fs::read_dir(data_dir.join("data"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut apps: Vec<PathBuf> =
+        fs::read_dir(data_dir.join("data")).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     apps.sort();
     for app in apps {
         let db = app.join("blocklet.db");
         if db.is_file() {
-            let did = app
-                .file_name()
-                .expect("dir name")
-                .to_string_lossy()
-                .into_owned();
+            let did = app.file_name().expect("dir name").to_string_lossy().into_owned();
             v.push((db, format!("blocklet_db_{did}")));
         }
     }
@@ -1862,19 +1619,522 @@ pub fn compare_all(data_dir: &Path, pg: &PgCluster) -> Vec<(String, String, usiz
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} table(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} table(s) differ:\n{}", failures.len(), failures.join("\n"));
     summary
 }
 
 /// The set of `(database, table)` names a [`compare_all`] summary covered; handy for asserts.
 pub fn summary_tables(summary: &[(String, String, usize)]) -> BTreeSet<(String, String)> {
-    summary
-        .iter()
-        .map(|(d, t, _)| (d.clone(), t.clone()))
+    summary.iter().map(|(d, t, _)| (d.clone(), t.clone())).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// PostgreSQL → SQLite (`--dialect sqlite`)
+// ------------------------------------------------------------------------------------------------
+
+/// What a successful `--dialect sqlite` run prints last.
+pub const SQLITE_COMPLETED: &str = "✔ Migration sqlite completed";
+
+/// The hint a successful `--dialect sqlite` run prints after [`SQLITE_COMPLETED`].
+pub const SQLITE_START_HINT: &str =
+    "ℹ Please start server, will use SQLite database: unset ABT_NODE_POSTGRES_URL && blocklet server start";
+
+/// The name part every temporary file of a `--dialect sqlite` run has: `.<name>.blocklet-migrate.tmp`.
+pub const TMP_MARK: &str = ".blocklet-migrate.tmp";
+
+/// The name part of the backups a `--dialect sqlite` run keeps: `<file>.bak-<UTCSTAMP>`.
+pub const BAK_MARK: &str = ".bak-";
+
+/// Asserts exit code 0, no `✖` line, and the `--dialect sqlite` completion and start-hint lines, in that order.
+#[track_caller]
+pub fn assert_sqlite_success(out: &Output) {
+    assert_eq!(out.code, 0, "expected success: {out:?}");
+    assert!(out.error_lines().is_empty(), "successful run printed ✖ lines: {out:?}");
+    let done = out.stdout.find(SQLITE_COMPLETED);
+    let hint = out.stdout.find(SQLITE_START_HINT);
+    assert!(done.is_some(), "missing {SQLITE_COMPLETED:?}: {out:?}");
+    assert!(hint.is_some(), "missing {SQLITE_START_HINT:?}: {out:?}");
+    assert!(done < hint, "completion must come before the start hint: {out:?}");
+}
+
+/// Asserts exit code `code`, at least one `✖` line, and no completion message of either direction.
+#[track_caller]
+pub fn assert_sqlite_failure(out: &Output, code: i32) {
+    assert_eq!(out.code, code, "expected exit code {code}: {out:?}");
+    assert!(!out.error_lines().is_empty(), "expected a stderr line starting with ✖: {out:?}");
+    assert!(!out.stdout.contains("Migration sqlite completed"), "failed run claims completion: {out:?}");
+    assert!(!out.stdout.contains("Migration postgres completed"), "failed run claims completion: {out:?}");
+}
+
+/// Every path under `dir` (files, dirs, symlinks) whose file name contains `needle`, sorted.
+pub fn paths_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, needle: &str, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for entry in rd.flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().contains(needle) {
+                out.push(path.clone());
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, needle, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, needle, &mut out);
+    out.sort();
+    out
+}
+
+/// `(SQLite file, kind, PostgreSQL database)` of every database file of a data dir (see [`migration_targets`]).
+pub fn sqlite_targets(data_dir: &Path) -> Vec<(PathBuf, &'static str, String)> {
+    migration_targets(data_dir)
+        .into_iter()
+        .map(|(file, db)| {
+            let kind = kind_for_pg_db(&db);
+            (file, kind, db)
+        })
         .collect()
+}
+
+/// The same file in the pristine fixture in the repo: `<data_dir>/<rel>` → `tests/fixtures/…/.blocklet-server/<rel>`.
+pub fn pristine_fixture_file(data_dir: &Path, file: &Path) -> PathBuf {
+    let rel = file
+        .strip_prefix(data_dir)
+        .unwrap_or_else(|_| panic!("{} is not under {}", file.display(), data_dir.display()));
+    fixture_dir().join(".blocklet-server").join(rel)
+}
+
+/// The reference `.schema` of a kind: `tests/reference/blocklet-1.17.12/sqlite-<kind>.sql`.
+pub fn reference_sqlite_schema(kind: &str) -> String {
+    let path = reference_dir().join(format!("sqlite-{kind}.sql"));
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Turns `sqlite3 FILE .schema` text into a sorted list of normalised statements: the lines of each
+/// statement (a statement ends with a line ending in `;`) are joined, whitespace runs collapse to one
+/// space, the trailing `;` is dropped, and the list is sorted. Nothing else is changed: quoting,
+/// declared types, defaults and SQLite's own `sqlite_sequence` / `sqlite_stat1` tables all count.
+pub fn normalize_sqlite_schema(sql: &str) -> Vec<String> {
+    let mut stmts = Vec::new();
+    let mut cur = String::new();
+    for line in sql.lines() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(t);
+        if t.ends_with(';') {
+            stmts.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.trim().is_empty() {
+        stmts.push(cur);
+    }
+    let mut out: Vec<String> = stmts
+        .into_iter()
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ").trim_end_matches(';').trim_end().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Compares two `.schema` texts after [`normalize_sqlite_schema`]: `None` when equal, otherwise a
+/// report of the statements found on only one side.
+pub fn sqlite_schema_diff(actual: &str, expected: &str, what: &str) -> Option<String> {
+    let a = normalize_sqlite_schema(actual);
+    let e = normalize_sqlite_schema(expected);
+    if a == e {
+        return None;
+    }
+    let (only_a, only_e) = multiset_diff(&a, &e);
+    let mut msg =
+        format!("SQLite schema of {what} differs from the reference ({} vs {} statements)\n", a.len(), e.len());
+    msg.push_str(&format!("--- only in actual ({}):\n", only_a.len()));
+    for s in &only_a {
+        msg.push_str(&format!("  + {s}\n"));
+    }
+    msg.push_str(&format!("--- only in reference ({}):\n", only_e.len()));
+    for s in &only_e {
+        msg.push_str(&format!("  - {s}\n"));
+    }
+    Some(msg)
+}
+
+/// [`sqlite_schema_diff`], panicking with the report.
+#[track_caller]
+pub fn assert_same_sqlite_schema(actual: &str, expected: &str, what: &str) {
+    if let Some(msg) = sqlite_schema_diff(actual, expected, what) {
+        panic!("{msg}");
+    }
+}
+
+/// Whether the file's header says WAL (bytes 18 and 19, the write/read format versions, are 2).
+/// Reads the first 100 bytes only; the file is not opened as a database.
+pub fn sqlite_header_is_wal(db_file: &Path) -> bool {
+    let mut f = fs::File::open(db_file).unwrap_or_else(|e| panic!("open {}: {e}", db_file.display()));
+    let mut header = [0u8; 100];
+    f.read_exact(&mut header).unwrap_or_else(|e| panic!("read the header of {}: {e}", db_file.display()));
+    assert!(header.starts_with(b"SQLite format 3\0"), "{} is not a SQLite database", db_file.display());
+    header[18] == 2 && header[19] == 2
+}
+
+impl SqliteSnapshot {
+    /// Runs a dot-command or statement with the plain `sqlite3` CLI (no `-json`) and returns stdout.
+    pub fn cli(&self, command: &str) -> String {
+        let out = Command::new(sqlite3_bin())
+            .args(["-batch", "-bail"])
+            .arg(&self.file)
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sqlite3");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "sqlite3 on a snapshot of {} failed: {stderr}\ncommand: {command}",
+            self.source.display()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `sqlite3 FILE .schema`.
+    pub fn schema(&self) -> String {
+        self.cli(".schema")
+    }
+
+    /// `PRAGMA journal_mode`, as SQLite reports it for the (copied) file.
+    pub fn journal_mode(&self) -> String {
+        self.cli("PRAGMA journal_mode;").trim().to_string()
+    }
+
+    /// `PRAGMA integrity_check` output (`ok` when the file is sound).
+    pub fn integrity_check(&self) -> String {
+        self.cli("PRAGMA integrity_check;").trim().to_string()
+    }
+
+    /// `sqlite_sequence` as `name → seq` (empty if the table does not exist).
+    pub fn sqlite_sequence(&self) -> BTreeMap<String, i64> {
+        let exists = !self.query_json("SELECT 1 AS x FROM sqlite_master WHERE name = 'sqlite_sequence'").is_empty();
+        if !exists {
+            return BTreeMap::new();
+        }
+        self.query_json("SELECT name, seq FROM sqlite_sequence")
+            .into_iter()
+            .map(|r| (r["name"].as_str().expect("name").to_string(), r["seq"].as_i64().expect("seq")))
+            .collect()
+    }
+
+    /// `count(*)` of every user table.
+    pub fn row_counts(&self) -> BTreeMap<String, i64> {
+        self.tables().into_iter().map(|t| (t.clone(), self.count(&t))).collect()
+    }
+
+    /// Sorted names in `SequelizeMeta`.
+    pub fn sequelize_meta(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .query_json("SELECT name FROM \"SequelizeMeta\"")
+            .into_iter()
+            .map(|r| r["name"].as_str().expect("name").to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// The columns used to compare `table` of a SQLite file of `kind`: the reference PostgreSQL columns
+/// from schema-facts.json when it knows the table, otherwise the file's own columns with kinds from
+/// their declared types.
+fn sqlite_compare_columns(snap: &SqliteSnapshot, kind: &str, table: &str) -> Vec<(String, ColKind)> {
+    if schema_facts()[kind]["postgres"].get(table).is_some() {
+        facts_columns(kind, table)
+    } else {
+        snap.columns(table).into_iter().map(|(n, t)| (n.clone(), ColKind::from_sqlite_decl(&t))).collect()
+    }
+}
+
+/// Compares two SQLite files of the same `kind` table by table: the same user tables, the same column
+/// names in the same order, and the same rows (a multiset, in the canonical form of [`ColKind`], with
+/// column kinds from schema-facts.json: timestamps as instants, JSON canonically, booleans, numbers,
+/// text). Returns `(table, rows)` for every table, or a report of every difference.
+pub fn try_compare_sqlite_files(a: &Path, b: &Path, kind: &str) -> Result<Vec<(String, usize)>, String> {
+    let sa = SqliteSnapshot::new(a);
+    let sb = SqliteSnapshot::new(b);
+    let (ta, tb) = (sa.tables(), sb.tables());
+    let mut problems = Vec::new();
+    if ta != tb {
+        let (only_a, only_b) = multiset_diff(&ta, &tb);
+        problems.push(format!(
+            "tables differ: only in {}: {only_a:?}; only in {}: {only_b:?}",
+            a.display(),
+            b.display()
+        ));
+    }
+    let mut summary = Vec::new();
+    for table in ta.iter().filter(|t| tb.contains(t)) {
+        let names_a: Vec<String> = sa.columns(table).into_iter().map(|(n, _)| n).collect();
+        let names_b: Vec<String> = sb.columns(table).into_iter().map(|(n, _)| n).collect();
+        if names_a != names_b {
+            problems.push(format!("{table}: columns differ: {names_a:?} vs {names_b:?}"));
+            continue;
+        }
+        let cols = sqlite_compare_columns(&sa, kind, table);
+        let ra = sa.rows(table, &cols);
+        let rb = sb.rows(table, &cols);
+        if ra == rb {
+            summary.push((table.clone(), ra.len()));
+            continue;
+        }
+        let (only_a, only_b) = multiset_diff(&ra, &rb);
+        let names: Vec<&str> = cols.iter().map(|(n, _)| n.as_str()).collect();
+        let mut msg = format!("{table}: rows differ ({} vs {} rows)\n  columns: {names:?}\n", ra.len(), rb.len());
+        msg.push_str(&format!("  only in {} ({}):\n", a.display(), only_a.len()));
+        for r in only_a.iter().take(5) {
+            msg.push_str(&format!("    {r}\n"));
+        }
+        msg.push_str(&format!("  only in {} ({}):\n", b.display(), only_b.len()));
+        for r in only_b.iter().take(5) {
+            msg.push_str(&format!("    {r}\n"));
+        }
+        if let (Some(x), Some(y)) = (only_a.first(), only_b.first()) {
+            let x: Vec<Value> = serde_json::from_str(x).unwrap_or_default();
+            let y: Vec<Value> = serde_json::from_str(y).unwrap_or_default();
+            let diffs: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| x.get(*i) != y.get(*i))
+                .map(|(i, n)| {
+                    format!("{n}: {} vs {}", x.get(i).unwrap_or(&Value::Null), y.get(i).unwrap_or(&Value::Null))
+                })
+                .collect();
+            msg.push_str(&format!("  first pair differs in: {}\n", diffs.join("; ")));
+        }
+        problems.push(msg);
+    }
+    if problems.is_empty() {
+        Ok(summary)
+    } else {
+        Err(format!("{} vs {} ({kind}):\n{}", a.display(), b.display(), problems.join("\n")))
+    }
+}
+
+/// [`try_compare_sqlite_files`], panicking with the report.
+#[track_caller]
+pub fn compare_sqlite_files(a: &Path, b: &Path, kind: &str) -> Vec<(String, usize)> {
+    match try_compare_sqlite_files(a, b, kind) {
+        Ok(summary) => summary,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// Values of a SQLite file of `kind` that are not in the representation a 1.17.12 server writes
+/// (column kinds from schema-facts.json): booleans must be integer 0/1, timestamps text
+/// `YYYY-MM-DD HH:MM:SS.SSS +00:00`, JSON valid minified text (SQLite's `json()` leaves it as is),
+/// integers integer, floats real or integer, text and UUIDs text. NULL is always fine.
+/// Returns one line per offending column: table, column, count and one example (`quote()`d).
+pub fn value_form_problems(db_file: &Path, kind: &str) -> Vec<String> {
+    let snap = SqliteSnapshot::new(db_file);
+    let mut problems = Vec::new();
+    for table in snap.tables() {
+        if schema_facts()[kind]["postgres"].get(&table).is_none() {
+            problems.push(format!("{table}: not a table of the 1.17.12 {kind} schema"));
+            continue;
+        }
+        let present: HashSet<String> = snap.columns(&table).into_iter().map(|(n, _)| n).collect();
+        let cols: Vec<(String, ColKind)> =
+            facts_columns(kind, &table).into_iter().filter(|(n, _)| present.contains(n)).collect();
+        if cols.is_empty() {
+            continue;
+        }
+        let select: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, (name, k))| {
+                let q = quote_ident(name);
+                let bad = match k {
+                    ColKind::Bool => format!("typeof({q}) <> 'null' AND NOT (typeof({q}) = 'integer' AND {q} IN (0, 1))"),
+                    ColKind::Timestamp => format!(
+                        "typeof({q}) <> 'null' AND NOT (typeof({q}) = 'text' AND {q} GLOB \
+                         '[0-9][0-9][0-9][0-9]-[0-1][0-9]-[0-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9] +00:00')"
+                    ),
+                    ColKind::Json => format!(
+                        "typeof({q}) <> 'null' AND NOT (typeof({q}) = 'text' AND json_valid({q}) AND json({q}) = {q})"
+                    ),
+                    ColKind::Int => format!("typeof({q}) NOT IN ('null', 'integer')"),
+                    ColKind::Float => format!("typeof({q}) NOT IN ('null', 'real', 'integer')"),
+                    ColKind::Uuid | ColKind::Text => format!("typeof({q}) NOT IN ('null', 'text')"),
+                };
+                format!("sum(CASE WHEN {bad} THEN 1 ELSE 0 END) AS n{i}, min(CASE WHEN {bad} THEN quote({q}) END) AS e{i}")
+            })
+            .collect();
+        let rows = snap.query_json(&format!("SELECT {} FROM {}", select.join(", "), quote_ident(&table)));
+        let Some(r) = rows.first() else { continue };
+        for (i, (name, k)) in cols.iter().enumerate() {
+            let n = r[&format!("n{i}")].as_i64().unwrap_or(0);
+            if n > 0 {
+                let example = r[&format!("e{i}")].as_str().unwrap_or("").chars().take(120).collect::<String>();
+                problems.push(format!(
+                    "{table}.{name} ({k:?}): {n} value(s) not as the server writes them, e.g. {example}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Another process holding a SQLite file open, as a live server does: a `sqlite3` CLI that reads
+/// its script from a pipe and then waits for more input.
+/// * [`SqliteHolder::begin_exclusive`]: holds `BEGIN EXCLUSIVE`, like a server in the middle of a write;
+/// * [`SqliteHolder::idle`]: has read once and keeps the connection open, like a server between requests.
+///
+/// [`SqliteHolder::release`] ends it cleanly; `Drop` kills it if still running.
+/// Note: the holder opens the file in place, and when it quits as the last connection SQLite may
+/// checkpoint the WAL. Take file hashes while it holds the file, not after the release.
+pub struct SqliteHolder {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    end: &'static str,
+    dir: TempDir,
+}
+
+impl SqliteHolder {
+    /// Holds `BEGIN EXCLUSIVE` on `db_file`; returns once the lock is held.
+    pub fn begin_exclusive(db_file: &Path) -> SqliteHolder {
+        SqliteHolder::start(db_file, "BEGIN EXCLUSIVE;", "ROLLBACK;\n.quit\n")
+    }
+
+    /// Keeps an idle connection to `db_file` that has read from it (so it takes part in the WAL);
+    /// returns once the read is done.
+    pub fn idle(db_file: &Path) -> SqliteHolder {
+        SqliteHolder::start(db_file, "SELECT count(*) FROM sqlite_master;", ".quit\n")
+    }
+
+    fn start(db_file: &Path, setup: &str, end: &'static str) -> SqliteHolder {
+        use std::io::Write;
+        let dir = tempfile::Builder::new().prefix("bm-holder-").tempdir().expect("temp dir for the holder");
+        let marker = dir.path().join("ready");
+        let err_log = fs::File::create(dir.path().join("stderr")).expect("create stderr log");
+        let mut child = Command::new(sqlite3_bin())
+            .args(["-batch", "-bail"])
+            .arg(db_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(err_log)
+            .spawn()
+            .expect("spawn sqlite3 holder");
+        let mut stdin = child.stdin.take().expect("stdin pipe");
+        // The marker is written (and closed, so flushed) only after `setup` succeeded.
+        let script =
+            format!(".timeout 10000\n{setup}\n.output '{}'\nSELECT 'ready';\n.output stdout\n", marker.display());
+        stdin.write_all(script.as_bytes()).expect("write to the holder");
+        stdin.flush().expect("flush the holder's stdin");
+        let mut holder = SqliteHolder { child, stdin: Some(stdin), end, dir };
+        let start = Instant::now();
+        loop {
+            if fs::read_to_string(&marker).is_ok_and(|s| s.contains("ready")) {
+                return holder;
+            }
+            if let Some(st) = holder.child.try_wait().expect("wait for the holder") {
+                let err = fs::read_to_string(holder.dir.path().join("stderr")).unwrap_or_default();
+                panic!("sqlite3 holder on {} exited ({st}) before `{setup}` was done: {err}", db_file.display());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "sqlite3 did not get `{setup}` done on {}",
+                db_file.display()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ends the holder's transaction (if any), quits and waits for the process.
+    pub fn release(mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(self.end.as_bytes());
+        }
+        let st = self.child.wait().expect("wait for the holder");
+        let err = fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default();
+        assert!(st.success() && err.trim().is_empty(), "sqlite3 holder failed ({st}): {err}");
+    }
+}
+
+impl Drop for SqliteHolder {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl PgCluster {
+    /// A psql command on `db` with the session time zone fixed to UTC.
+    fn psql_utc_cmd(&self, db: &str) -> Command {
+        let port = self.port.to_string();
+        let mut cmd = self.client_cmd("psql");
+        cmd.env("PGTZ", "UTC")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port])
+            .args(["-U", "postgres", "-d", db]);
+        cmd
+    }
+
+    /// Every table of `db` (schema `public`), as `table → rows`: each row one line of
+    /// `COPY (SELECT * FROM t) TO STDOUT` text (tab-separated, newlines escaped, `\N` for NULL,
+    /// timestamps in UTC), sorted. Nothing is left out: `SequelizeMeta` and empty tables included.
+    #[track_caller]
+    pub fn table_dump(&self, db: &str) -> BTreeMap<String, Vec<String>> {
+        let mut dump = BTreeMap::new();
+        for table in self.tables(db) {
+            let sql = format!("COPY (SELECT * FROM public.{}) TO STDOUT", quote_ident(&table));
+            let out = self.psql_utc_cmd(db).args(["-c", &sql]).output().expect("run psql");
+            assert!(out.status.success(), "COPY {db}.{table} failed: {}", String::from_utf8_lossy(&out.stderr));
+            let text = String::from_utf8(out.stdout).expect("COPY output is UTF-8");
+            let mut rows: Vec<String> = text.lines().map(str::to_string).collect();
+            rows.sort();
+            dump.insert(table, rows);
+        }
+        dump
+    }
+
+    /// Every sequence of `db` (schema `public`) as `name → (last_value, is_called)`.
+    #[track_caller]
+    pub fn sequences(&self, db: &str) -> BTreeMap<String, (i64, bool)> {
+        let names = self.psql(db, "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1");
+        names
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|seq| {
+                let row = self.psql(db, &format!("SELECT last_value, is_called FROM public.{}", quote_ident(seq)));
+                let (last, called) = row.split_once('|').unwrap_or_else(|| panic!("unexpected row {row:?}"));
+                (seq.to_string(), (last.trim().parse().expect("last_value"), called.trim() == "t"))
+            })
+            .collect()
+    }
+}
+
+/// The value `nextval` would return for a sequence state `(last_value, is_called)`.
+pub fn next_sequence_value((last, called): (i64, bool)) -> i64 {
+    if called { last + 1 } else { last }
+}
+
+/// `YYYYMMDDTHHMMSSZ` (UTC) for a time in seconds since the Unix epoch: the stamp format of the
+/// `.bak-<UTCSTAMP>` backups.
+pub fn utc_compact_stamp(secs: i64) -> String {
+    // Days → civil date: H. Hinnant's algorithm, the inverse of `days_from_civil`.
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }

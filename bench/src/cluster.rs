@@ -1,0 +1,194 @@
+//! A throwaway PostgreSQL cluster for one benchmark run (like the tests' `PgCluster`): `initdb`
+//! in a temp dir, `pg_ctl start` on a free port of 127.0.0.1, under `runuser -u postgres` when
+//! we are root. Dropping it stops the server (also on panic) and removes the directory.
+//!
+//! The system cluster on 5432 is never touched: the product's database names are fixed.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+/// Server settings every contender runs with.
+pub const SETTINGS: [(&str, &str); 3] = [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")];
+
+pub struct Cluster {
+    bin: PathBuf,
+    root: PathBuf,
+    data: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+    running: bool,
+    _dir: TempDir,
+}
+
+pub fn pg_bin_dir() -> Result<PathBuf> {
+    let p = Path::new("/usr/lib/postgresql/15/bin");
+    if p.join("initdb").is_file() {
+        return Ok(p.to_path_buf());
+    }
+    bail!("PostgreSQL 15 server binaries not found in /usr/lib/postgresql/15/bin")
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Cluster {
+    pub fn start() -> Result<Cluster> {
+        let bin = pg_bin_dir()?;
+        let as_postgres = running_as_root();
+        let dir = tempfile::Builder::new().prefix("bm-bench-pg-").tempdir()?;
+        let root = dir.path().to_path_buf();
+        let data = root.join("data");
+        fs::create_dir(root.join("sock"))?;
+        if as_postgres {
+            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&root).status()?;
+            if !st.success() {
+                bail!("chown -R postgres {} failed", root.display());
+            }
+        }
+        let mut c = Cluster { bin, root, data, port: 0, as_postgres, running: false, _dir: dir };
+        let out = c
+            .server_cmd("initdb")
+            .arg("-D")
+            .arg(&c.data)
+            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()?;
+        if !out.status.success() {
+            bail!("initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        let mut last = String::new();
+        for attempt in 1..=5 {
+            let port = free_port()?;
+            let log = c.root.join(format!("postgres-{attempt}.log"));
+            let mut opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", c.root.join("sock").display());
+            for (k, v) in SETTINGS {
+                opts.push_str(&format!(" -c {k}={v}"));
+            }
+            let out = c
+                .server_cmd("pg_ctl")
+                .args(["-w", "-t", "60", "-D"])
+                .arg(&c.data)
+                .arg("-l")
+                .arg(&log)
+                .arg("-o")
+                .arg(&opts)
+                .arg("start")
+                .output()?;
+            if out.status.success() {
+                c.port = port;
+                c.running = true;
+                return Ok(c);
+            }
+            last = fs::read_to_string(&log).unwrap_or_default();
+            if !last.contains("already in use") && !last.contains("could not bind") {
+                break;
+            }
+        }
+        bail!("could not start PostgreSQL in {}:\n{last}", c.root.display())
+    }
+
+    fn server_cmd(&self, name: &str) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(name));
+            c
+        } else {
+            Command::new(self.bin.join(name))
+        };
+        cmd.current_dir(&self.root).stdin(Stdio::null());
+        for v in ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD"] {
+            cmd.env_remove(v);
+        }
+        cmd
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `psql -X -A -t -q -v ON_ERROR_STOP=1 -c sql` in `db`; stdout.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .context("run psql")?;
+        if !out.status.success() {
+            bail!("psql on {db} failed: {}\nSQL: {sql}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    }
+
+    /// The server's version string.
+    pub fn version(&self) -> Result<String> {
+        self.psql("postgres", "SHOW server_version")
+    }
+
+    /// Non-template databases other than `postgres`.
+    pub fn databases(&self) -> Result<Vec<String>> {
+        Ok(self
+            .psql(
+                "postgres",
+                "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1",
+            )?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Drop every database a previous measurement made (they are all ours: this cluster is
+    /// private) and checkpoint, so the next contender starts from the same state.
+    pub fn reset(&self) -> Result<()> {
+        for db in self.databases()? {
+            self.psql("postgres", &format!("DROP DATABASE \"{}\" WITH (FORCE)", db.replace('"', "\"\"")))?;
+        }
+        self.psql("postgres", "CHECKPOINT")?;
+        Ok(())
+    }
+
+    /// `(table, rows)` of every base table in `public` of `db`.
+    pub fn row_counts(&self, db: &str) -> Result<Vec<(String, u64)>> {
+        let sql = "SELECT string_agg(format('%s|%s', t, (xpath('/row/c/text()', \
+                   query_to_xml(format('SELECT count(*) AS c FROM public.%I', t), false, true, '')))[1]::text), E'\\n') \
+                   FROM (SELECT table_name::text AS t FROM information_schema.tables \
+                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1) x";
+        let out = self.psql(db, sql)?;
+        out.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (t, n) = l.split_once('|').context("row count line")?;
+                Ok((t.to_string(), n.trim().parse()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self
+                .server_cmd("pg_ctl")
+                .arg("stop")
+                .arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "-w", "-t", "30"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            self.running = false;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `blocklet-migrate-bench`: benchmark data and the benchmark itself (issue 6).
+//!
+//! * `generate --rows N --seed S --out DIR`: a copy of the demo fixture with N realistic rows
+//!   added (see [`generate`]).
+//! * `run --rows N --seed S`: generate (or reuse) that data dir, start a throwaway PostgreSQL
+//!   cluster, measure the ceiling, our CLI, pgloader when installed, and print rows/s, MB/s,
+//!   the ratios and peak RSS; exit 1 when a goal is missed (see [`run`]).
+
+mod ceiling;
+mod cluster;
+mod generate;
+mod measure;
+mod rng;
+mod run;
+mod schema;
+mod wire;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The workspace root (where `tests/`, `guest/` and `target/` live).
+pub fn repo_root() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    p.canonicalize().unwrap_or(p)
+}
+
+#[derive(Parser)]
+#[command(about = "Benchmark data generator and runner for blocklet-migrate")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Copy the demo fixture to DIR and add N rows shaped like a real server's.
+    Generate {
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to put the copy (must not exist, or be empty); the data dir is DIR/.blocklet-server.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run the benchmark: ceiling, blocklet-migrate, pgloader (when installed), in one run.
+    Run {
+        #[arg(long, default_value_t = 200_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Benchmark this data dir instead of generated data (it is only read).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Measurements per contender; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Connection counts to measure the ceiling with; the fastest is the ceiling.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        ceiling_jobs: Vec<usize>,
+        /// The blocklet-migrate binary.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        /// Do not run pgloader even if it is installed.
+        #[arg(long)]
+        no_pgloader: bool,
+        /// The original `blocklet server migrate`'s rate (issue 6: ~850–990 rows/s measured).
+        #[arg(long, default_value_t = 900.0)]
+        original_rows_per_sec: f64,
+        #[arg(long, default_value_t = 0.85)]
+        min_ceiling_ratio: f64,
+        #[arg(long, default_value_t = 50.0)]
+        min_original_ratio: f64,
+        #[arg(long, default_value_t = 3.0)]
+        min_pgloader_ratio: f64,
+        #[arg(long, default_value_t = 150.0)]
+        max_rss_mb: f64,
+        /// Leave Nagle's algorithm on in the ceiling's client (as sqlx 0.9.0 does): shows the
+        /// ~40 ms delayed-ACK stall per COPY. Not a ceiling; for reproducing that cost only.
+        #[arg(long)]
+        ceiling_nagle: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Cmd::Generate { rows, seed, out } => match generate::generate(rows, seed, &out) {
+            Ok(g) if g.reused => {
+                println!(
+                    "{} already holds {rows} generated rows (seed {seed}): {}",
+                    out.display(),
+                    g.data_dir.display()
+                );
+                0
+            }
+            Ok(g) => {
+                println!(
+                    "generated {} rows (seed {seed}) in {:.1} s: data dir {}",
+                    g.added.values().sum::<u64>(),
+                    g.seconds,
+                    g.data_dir.display()
+                );
+                for ((file, table), n) in &g.added {
+                    println!("  {file} {table}: +{n}");
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("generate failed: {e:#}");
+                1
+            }
+        },
+        Cmd::Run {
+            rows,
+            seed,
+            data_dir,
+            repeat,
+            ceiling_jobs,
+            bin,
+            no_pgloader,
+            original_rows_per_sec,
+            min_ceiling_ratio,
+            min_original_ratio,
+            min_pgloader_ratio,
+            max_rss_mb,
+            ceiling_nagle,
+        } => {
+            let args = run::RunArgs {
+                rows,
+                seed,
+                data_dir,
+                repeat,
+                ceiling_jobs,
+                bin: bin.unwrap_or_else(|| repo_root().join("target/release/blocklet-migrate")),
+                pgloader: !no_pgloader,
+                original_rows_per_sec,
+                min_ceiling_ratio,
+                min_original_ratio,
+                min_pgloader_ratio,
+                max_rss_mb,
+                ceiling_nagle,
+            };
+            match run::run(args) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("bench failed: {e:#}");
+                    2
+                }
+            }
+        }
+    };
+    std::process::exit(code);
+}

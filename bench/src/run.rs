@@ -1,0 +1,504 @@
+//! `run`: every contender on the same data, in one run, on one throwaway cluster.
+//!
+//! Contenders: the ceiling (pre-encoded binary COPY, keys and indexes after the data; with 1 and
+//! with several connections, the faster one is *the* ceiling), our CLI end to end, pgloader on
+//! `server.db` when installed, and the original `blocklet server migrate` as a fixed reference
+//! rate (it is not runnable here). Every measurement starts on an empty, checkpointed cluster.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::ceiling::{self, CeilingTimes, Prepared};
+use crate::cluster::{self, Cluster};
+use crate::measure;
+use crate::schema::Schemas;
+
+pub struct RunArgs {
+    pub rows: u64,
+    pub seed: u64,
+    pub data_dir: Option<PathBuf>,
+    pub repeat: usize,
+    pub ceiling_jobs: Vec<usize>,
+    pub bin: PathBuf,
+    pub pgloader: bool,
+    pub original_rows_per_sec: f64,
+    pub min_ceiling_ratio: f64,
+    pub min_original_ratio: f64,
+    pub min_pgloader_ratio: f64,
+    pub max_rss_mb: f64,
+    /// Leave Nagle's algorithm on for the ceiling's connections (a reproducer, not a ceiling).
+    pub ceiling_nagle: bool,
+}
+
+/// One contender's samples.
+#[derive(Default)]
+struct Samples {
+    walls: Vec<Duration>,
+    rss: Vec<u64>,
+    cpu: Vec<Duration>,
+    phases: Vec<CeilingTimes>,
+}
+
+impl Samples {
+    fn median(&self) -> Duration {
+        let mut v = self.walls.clone();
+        v.sort();
+        v[v.len() / 2]
+    }
+    fn min(&self) -> Duration {
+        *self.walls.iter().min().expect("samples")
+    }
+    fn max(&self) -> Duration {
+        *self.walls.iter().max().expect("samples")
+    }
+    fn peak_rss(&self) -> Option<u64> {
+        self.rss.iter().copied().max()
+    }
+}
+
+/// The cached data dir for (rows, seed), generated when missing.
+fn cached_data(rows: u64, seed: u64) -> Result<PathBuf> {
+    let dir = crate::repo_root().join("target").join("bench-data").join(format!("rows-{rows}-seed-{seed}"));
+    fs::create_dir_all(dir.parent().expect("parent"))?;
+    let g = crate::generate::generate(rows, seed, &dir)?;
+    if g.reused {
+        println!("data: reusing {}", dir.display());
+    } else {
+        println!("data: generated {rows} rows (seed {seed}) in {:.1} s into {}", g.seconds, dir.display());
+    }
+    Ok(dir)
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn fmt_int(n: f64) -> String {
+    let s = format!("{:.0}", n);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// Check a load against the rows the source has. Returns the mismatches.
+fn check_counts(cluster: &Cluster, p: &Prepared) -> Result<Vec<String>> {
+    let mut by_db: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    for (db, t, n) in &p.expected {
+        by_db.entry(db.as_str()).or_default().push((t.as_str(), *n));
+    }
+    let mut bad = Vec::new();
+    for (db, tables) in by_db {
+        let got: BTreeMap<String, u64> = cluster.row_counts(db)?.into_iter().collect();
+        for (t, n) in tables {
+            match got.get(t) {
+                Some(g) if *g == n => {}
+                Some(g) => bad.push(format!("{db}.{t}: {g} rows, source has {n}")),
+                None => bad.push(format!("{db}.{t}: missing")),
+            }
+        }
+    }
+    Ok(bad)
+}
+
+/// Copy `server.db` (+ WAL) for pgloader, without the two `json_extract` expression indexes it
+/// cannot read. Returns (file, rows of its tables).
+fn pgloader_source(data_dir: &Path, work: &Path) -> Result<(PathBuf, u64)> {
+    let src = data_dir.join("core");
+    fs::create_dir_all(work)?;
+    for name in ["server.db", "server.db-wal"] {
+        let from = src.join(name);
+        let to = work.join(name);
+        let _ = fs::remove_file(&to);
+        if from.is_file() {
+            fs::copy(&from, &to)?;
+        }
+    }
+    let file = work.join("server.db");
+    let db = rusqlite::Connection::open(&file)?;
+    let expr: Vec<String> = {
+        let mut st = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%json_extract%'")?;
+        st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    for idx in &expr {
+        db.execute_batch(&format!("DROP INDEX \"{idx}\""))?;
+    }
+    db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    let tables: Vec<String> = {
+        let mut st = db.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        )?;
+        st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+    };
+    let mut rows = 0u64;
+    for t in tables {
+        let n: i64 = db.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+        rows += n as u64;
+    }
+    db.close().map_err(|(_, e)| e)?;
+    Ok((file, rows))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let s = fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Returns the process exit code: 0 when every goal is met.
+pub fn run(args: RunArgs) -> Result<i32> {
+    ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    ensure!(
+        args.bin.is_file(),
+        "{} not found: build it first (cargo build --release -p blocklet-migrate)",
+        args.bin.display()
+    );
+    let repo = crate::repo_root();
+    let root = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => cached_data(args.rows, args.seed)?,
+    };
+    let data_dir = if root.join("config.yml").is_file() { root.clone() } else { root.join(".blocklet-server") };
+    ensure!(data_dir.join("config.yml").is_file(), "{} is not a Blocklet Server data dir", data_dir.display());
+    let logs = repo.join("target").join("bench-data").join("logs");
+    fs::create_dir_all(&logs)?;
+
+    let schemas = Schemas::load(&repo)?;
+    let t = Instant::now();
+    let prepared = ceiling::prepare(&data_dir, &schemas)?;
+    println!(
+        "source: {} databases, {} tables, {} rows, {:.1} MB of SQLite values ({:.1} MB as binary COPY, encoded in {:.1} s, not timed)",
+        prepared.dbs.len(),
+        prepared.tables,
+        fmt_int(prepared.rows as f64),
+        mb(prepared.source_bytes),
+        mb(prepared.copy_bytes()),
+        t.elapsed().as_secs_f64()
+    );
+    for (_, name, rows) in ceiling::rows_by_kind(&prepared) {
+        println!("  {name}: {} rows", fmt_int(rows as f64));
+    }
+    if !prepared.skipped.is_empty() {
+        println!("  not in the PostgreSQL schema (not sent by the ceiling): {}", prepared.skipped.join(", "));
+    }
+
+    let cluster = Cluster::start()?;
+    let version = cluster.version()?;
+    let settings = cluster::SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    println!(
+        "cluster: PostgreSQL {version} on 127.0.0.1:{} (throwaway), {settings}; the same for every contender",
+        cluster.port
+    );
+
+    // A private copy of the binary: a rebuild during the run must not change what is measured.
+    let bin = logs.join("blocklet-migrate.under-test");
+    let _ = fs::remove_file(&bin);
+    fs::copy(&args.bin, &bin).with_context(|| format!("copy {}", args.bin.display()))?;
+    println!("binary: {} ({:.1} MB)", args.bin.display(), mb(fs::metadata(&bin)?.len()));
+
+    let ours_cmd = || {
+        let mut c = Command::new(&bin);
+        c.args(["--dialect", "postgres", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--force")
+            .env("ABT_NODE_POSTGRES_URL", cluster.url())
+            .current_dir(&root);
+        c
+    };
+
+    // Validation and warm-up: our CLI must migrate this data dir with exit 0.
+    cluster.reset()?;
+    let warm = measure::run(ours_cmd(), &logs.join("ours-validate"))?;
+    if warm.code != 0 {
+        bail!(
+            "validation: blocklet-migrate exited {} on {} (logs in {}):\n{}\n{}",
+            warm.code,
+            data_dir.display(),
+            logs.display(),
+            tail(&logs.join("ours-validate.out"), 15),
+            tail(&logs.join("ours-validate.err"), 30)
+        );
+    }
+    let bad = check_counts(&cluster, &prepared)?;
+    ensure!(bad.is_empty(), "validation: blocklet-migrate exited 0 but row counts differ:\n  {}", bad.join("\n  "));
+    println!(
+        "validation: blocklet-migrate migrated and verified the data dir (exit 0, {:.2} s, row counts match)",
+        warm.wall.as_secs_f64()
+    );
+
+    let pgloader = if args.pgloader { which("pgloader") } else { None };
+    let pgl_source = match &pgloader {
+        Some(_) => Some(pgloader_source(&data_dir, &logs.join("pgloader-src"))?),
+        None => None,
+    };
+
+    let mut ceil: BTreeMap<usize, Samples> = BTreeMap::new();
+    let mut ours = Samples::default();
+    let mut pgl = Samples::default();
+    let mut pgl_loaded: Option<u64> = None;
+    let mut warnings = Vec::new();
+    for round in 1..=args.repeat {
+        for &jobs in &args.ceiling_jobs {
+            cluster.reset()?;
+            let times = ceiling::load(cluster.port, &prepared, jobs, "", !args.ceiling_nagle)?;
+            if round == 1 {
+                let bad = check_counts(&cluster, &prepared)?;
+                ensure!(bad.is_empty(), "ceiling load is incomplete:\n  {}", bad.join("\n  "));
+            }
+            println!(
+                "round {round}: ceiling ({jobs} conn) {:.2} s  [create dbs {:.2}, pre-data DDL {:.2}, COPY {:.2}, keys/indexes/FKs {:.2}]",
+                times.total.as_secs_f64(),
+                times.create_dbs.as_secs_f64(),
+                times.pre_ddl.as_secs_f64(),
+                times.copy.as_secs_f64(),
+                times.post_ddl.as_secs_f64()
+            );
+            let s = ceil.entry(jobs).or_default();
+            s.walls.push(times.total);
+            s.phases.push(times);
+        }
+
+        cluster.reset()?;
+        let r = measure::run(ours_cmd(), &logs.join(format!("ours-{round}")))?;
+        if r.code != 0 {
+            bail!(
+                "round {round}: blocklet-migrate exited {}:\n{}",
+                r.code,
+                tail(&logs.join(format!("ours-{round}.err")), 30)
+            );
+        }
+        let bad = check_counts(&cluster, &prepared)?;
+        if !bad.is_empty() {
+            warnings.push(format!("round {round}: ours: {}", bad.join("; ")));
+        }
+        println!(
+            "round {round}: blocklet-migrate {:.2} s, peak RSS {:.1} MB, CPU {:.2} s user+sys",
+            r.wall.as_secs_f64(),
+            mb(r.max_rss),
+            (r.user + r.sys).as_secs_f64()
+        );
+        ours.walls.push(r.wall);
+        ours.rss.push(r.max_rss);
+        ours.cpu.push(r.user + r.sys);
+
+        if let (Some(bin), Some((file, _))) = (&pgloader, &pgl_source) {
+            cluster.reset()?;
+            cluster.psql("postgres", "CREATE DATABASE pgloader_server_db")?;
+            let mut c = Command::new(bin);
+            c.arg(format!("sqlite://{}", file.display()))
+                .arg(format!("postgresql://postgres@127.0.0.1:{}/pgloader_server_db", cluster.port));
+            let r = measure::run(c, &logs.join(format!("pgloader-{round}")))?;
+            let loaded: u64 = cluster.row_counts("pgloader_server_db")?.iter().map(|(_, n)| n).sum();
+            println!(
+                "round {round}: pgloader (server.db) {:.2} s, exit {}, {} rows loaded, peak RSS {:.1} MB",
+                r.wall.as_secs_f64(),
+                r.code,
+                fmt_int(loaded as f64),
+                mb(r.max_rss)
+            );
+            pgl.walls.push(r.wall);
+            pgl.rss.push(r.max_rss);
+            pgl_loaded = Some(pgl_loaded.map_or(loaded, |p: u64| p.min(loaded)));
+        }
+    }
+    cluster.reset()?;
+
+    // ---- report
+    let rows = prepared.rows as f64;
+    let src_mb = mb(prepared.source_bytes);
+    let best_ceiling =
+        ceil.iter().min_by_key(|(_, s)| s.median()).map(|(j, s)| (*j, s.median())).context("no ceiling measured")?;
+    let ours_rate = rows / ours.median().as_secs_f64();
+    let ceiling_rate = rows / best_ceiling.1.as_secs_f64();
+    let mut report = String::new();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    writeln!(
+        report,
+        "\n== blocklet-migrate bench: {} rows ({}), {} CPUs, PostgreSQL {version} ({settings}) ==",
+        fmt_int(rows),
+        match &args.data_dir {
+            Some(d) => format!("data dir {}", d.display()),
+            None => format!("{} generated rows, seed {}", fmt_int(args.rows as f64), args.seed),
+        },
+        cpus
+    )?;
+    writeln!(
+        report,
+        "source {:.1} MB of SQLite values in {} tables of {} databases; median of {} run(s), [min–max]",
+        src_mb,
+        prepared.tables,
+        prepared.dbs.len(),
+        args.repeat
+    )?;
+    writeln!(report, "\n| contender | seconds | rows/s | MB/s | vs ceiling | peak RSS |\n|---|---|---|---|---|---|")?;
+    for (jobs, s) in &ceil {
+        let m = s.median().as_secs_f64();
+        writeln!(
+            report,
+            "| ceiling: binary COPY, {jobs} connection{} | {} [{}–{}] | {} | {:.1} | {:.2}× | – |",
+            if *jobs == 1 { "" } else { "s" },
+            fmt_secs(s.median()),
+            fmt_secs(s.min()),
+            fmt_secs(s.max()),
+            fmt_int(rows / m),
+            src_mb / m,
+            (rows / m) / ceiling_rate
+        )?;
+    }
+    writeln!(
+        report,
+        "| **blocklet-migrate** (end to end) | {} [{}–{}] | {} | {:.1} | {:.2}× | {:.1} MB |",
+        fmt_secs(ours.median()),
+        fmt_secs(ours.min()),
+        fmt_secs(ours.max()),
+        fmt_int(ours_rate),
+        src_mb / ours.median().as_secs_f64(),
+        ours_rate / ceiling_rate,
+        mb(ours.peak_rss().unwrap_or(0))
+    )?;
+    let pgl_rate = match (&pgl_source, pgl.walls.is_empty()) {
+        (Some((_, server_rows)), false) => {
+            let r = *server_rows as f64 / pgl.median().as_secs_f64();
+            writeln!(
+                report,
+                "| pgloader (server.db only: {} rows; {} loaded) | {} [{}–{}] | {} | – | {:.2}× | {:.1} MB |",
+                fmt_int(*server_rows as f64),
+                fmt_int(pgl_loaded.unwrap_or(0) as f64),
+                fmt_secs(pgl.median()),
+                fmt_secs(pgl.min()),
+                fmt_secs(pgl.max()),
+                fmt_int(r),
+                r / ceiling_rate,
+                mb(pgl.peak_rss().unwrap_or(0))
+            )?;
+            Some(r)
+        }
+        _ => None,
+    };
+    writeln!(
+        report,
+        "| original `blocklet server migrate` (not runnable here: fixed reference from issue 6) | – | {} | – | {:.3}× | – |",
+        fmt_int(args.original_rows_per_sec),
+        args.original_rows_per_sec / ceiling_rate
+    )?;
+    let (bj, _) = best_ceiling;
+    let ph = &ceil[&bj].phases;
+    let avg = |f: fn(&CeilingTimes) -> Duration| ph.iter().map(|t| f(t).as_secs_f64()).sum::<f64>() / ph.len() as f64;
+    writeln!(
+        report,
+        "\nceiling = the faster plan ({bj} connection(s)): create databases {:.2} s, pre-data DDL {:.2} s, COPY {:.2} s, keys/indexes/FKs {:.2} s (mean)",
+        avg(|t| t.create_dbs),
+        avg(|t| t.pre_ddl),
+        avg(|t| t.copy),
+        avg(|t| t.post_ddl)
+    )?;
+    let cpu_med = {
+        let mut v = ours.cpu.clone();
+        v.sort();
+        v[v.len() / 2]
+    };
+    writeln!(
+        report,
+        "ours: {:.2} s CPU (user+sys, median) for {:.2} s wall",
+        cpu_med.as_secs_f64(),
+        ours.median().as_secs_f64()
+    )?;
+
+    // ---- goals
+    let mut missed = 0;
+    let mut goal = |name: &str, value: String, ok: Option<bool>| {
+        let verdict = match ok {
+            Some(true) => "ok",
+            Some(false) => {
+                missed += 1;
+                "MISSED"
+            }
+            None => "skipped",
+        };
+        format!("| {name} | {value} | {verdict} |")
+    };
+    let mut lines = Vec::new();
+    let r = ours_rate / ceiling_rate;
+    lines.push(goal(
+        &format!("ours / ceiling ≥ {}", args.min_ceiling_ratio),
+        format!("{r:.2}"),
+        Some(r >= args.min_ceiling_ratio),
+    ));
+    let r = ours_rate / args.original_rows_per_sec;
+    lines.push(goal(
+        &format!("ours / original ≥ {}", args.min_original_ratio),
+        format!("{r:.1}"),
+        Some(r >= args.min_original_ratio),
+    ));
+    match pgl_rate {
+        Some(p) => {
+            let r = ours_rate / p;
+            lines.push(goal(
+                &format!("ours / pgloader ≥ {}", args.min_pgloader_ratio),
+                format!("{r:.2}"),
+                Some(r >= args.min_pgloader_ratio),
+            ));
+        }
+        None => lines.push(goal(
+            &format!("ours / pgloader ≥ {}", args.min_pgloader_ratio),
+            if args.pgloader {
+                "pgloader not on PATH (apt-get install pgloader)".into()
+            } else {
+                "--no-pgloader".into()
+            },
+            None,
+        )),
+    }
+    let rss = mb(ours.peak_rss().unwrap_or(0));
+    lines.push(goal(
+        &format!("peak RSS ≤ {} MB", args.max_rss_mb),
+        format!("{rss:.1} MB"),
+        Some(rss <= args.max_rss_mb),
+    ));
+    lines.push(goal(
+        "warm start to first row ≤ 100 ms",
+        "not measurable from outside the process (needs a first-row event from the tool)".into(),
+        None,
+    ));
+    lines.push(goal(
+        "PostgreSQL → SQLite ≥ 0.8 × rusqlite insert loop",
+        "the tool refuses --dialect sqlite for now".into(),
+        None,
+    ));
+    writeln!(report, "\n| goal | measured | |\n|---|---|---|")?;
+    for l in lines {
+        writeln!(report, "{l}")?;
+    }
+    for w in &warnings {
+        writeln!(report, "warning: {w}")?;
+    }
+    writeln!(report, "logs: {}", logs.display())?;
+    print!("{report}");
+    fs::write(logs.join("report.md"), &report)?;
+    drop(cluster);
+    if missed > 0 {
+        println!("{missed} goal(s) missed");
+        Ok(1)
+    } else {
+        println!("all measured goals met");
+        Ok(0)
+    }
+}

@@ -1,0 +1,347 @@
+//! Migrating one Blocklet Server database from SQLite to PostgreSQL.
+//!
+//! The flow, all inside the target's one transaction (the host commits it only when every
+//! database of the job succeeded):
+//! 1. check the source: its `SequelizeMeta` may only name migrations this component knows,
+//!    and every table and column must have a place in the target schema;
+//! 2. refuse a target that already holds Blocklet rows (unless forced; then replace them);
+//! 3. create types, tables and sequences; copy every table, parents first, converting each
+//!    value and reporting every value that cannot be converted faithfully;
+//! 4. set every sequence past its max id and fill `SequelizeMeta`;
+//! 5. add keys, indexes and foreign keys after the data; a violation is explained row by row;
+//! 6. verify each table: the target's row count and checksum, read back, equal the source's.
+
+use super::{
+    Copied, DatabaseReport, Endpoints, Failure, Options, TableReport, check_known_migrations, copy_table, db_failure,
+    first_line, source_tables, verify_table,
+};
+use crate::batch::excerpt;
+use crate::canonical::value_hash;
+use crate::catalog::{Catalog, META_TABLE};
+use crate::convert;
+use crate::db::{Database, ErrorKind, Events, Level, Rejection, quote_ident, quote_literal};
+use crate::ddl::{Enforces, ForeignKey, PgColumn, PgTable, Phase, UniqueKey};
+use crate::plan::Planned;
+
+/// Most offending rows listed per violated key: enough to act on, bounded in size.
+const MAX_KEY_VIOLATIONS_LISTED: usize = 1000;
+
+struct Job<'a> {
+    plan: &'a Planned,
+    catalog: &'static Catalog,
+    source: &'a dyn Database,
+    target: &'a dyn Database,
+    options: &'a Options,
+    events: &'a dyn Events,
+    rejected_rows: u64,
+}
+
+/// Migrate `plan`'s SQLite `source` into the PostgreSQL `target`.
+pub fn migrate_to_postgres(
+    plan: &Planned,
+    source: &dyn Database,
+    target: &dyn Database,
+    options: &Options,
+    events: &dyn Events,
+) -> Result<DatabaseReport, Failure> {
+    let mut job = Job { plan, catalog: plan.kind.catalog(), source, target, options, events, rejected_rows: 0 };
+    job.run()
+}
+
+impl Job<'_> {
+    fn run(&mut self) -> Result<DatabaseReport, Failure> {
+        check_known_migrations(self.source, &self.plan.sqlite_file, self.catalog)?;
+        let source_tables = source_tables(self.source, &self.plan.sqlite_file, self.catalog)?;
+        self.prepare_target()?;
+        self.run_phase(Phase::PreData)?;
+        let mut copied = Vec::new();
+        for table in &self.catalog.load_order {
+            let pg = self.catalog.table(table).expect("load order lists catalog tables");
+            match source_tables.iter().find(|(name, _)| name == table) {
+                Some((_, columns)) => copied.push(self.copy_table(pg, columns)?),
+                None => {
+                    self.events.log(
+                        Level::Info,
+                        &format!(
+                            "{}: table {table} is not in the source (older server); created empty",
+                            self.plan.sqlite_file
+                        ),
+                    );
+                    copied.push(Copied::empty(table));
+                }
+            }
+        }
+        self.set_sequences()?;
+        self.fill_meta()?;
+        let skipped = self.rejected_rows;
+        if skipped == 0 || self.options.skip_rejects || self.options.dry_run {
+            self.run_phase(Phase::PostData)?;
+            self.run_phase(Phase::ForeignKeys)?;
+        }
+        let key_violations = self.rejected_rows - skipped;
+        if self.options.dry_run {
+            // A dry run reports what it found instead of failing on it.
+            let tables = copied.iter().map(Copied::predicted).collect();
+            return Ok(DatabaseReport { tables, rejected_rows: self.rejected_rows });
+        }
+        if key_violations > 0 {
+            return Err(Failure {
+                message: format!(
+                    "{key_violations} row(s) of {} violate keys PostgreSQL enforces (fix them in the source: \
+                     --skip-rejects only skips values that cannot be converted); nothing was committed",
+                    self.plan.sqlite_file
+                ),
+                rejected_rows: self.rejected_rows,
+            });
+        }
+        if skipped > 0 && !self.options.skip_rejects {
+            return Err(Failure {
+                message: format!(
+                    "{skipped} row(s) of {} cannot be migrated faithfully; nothing was committed",
+                    self.plan.sqlite_file
+                ),
+                rejected_rows: skipped,
+            });
+        }
+        let tables = copied.iter().map(|c| self.verify(c)).collect::<Result<Vec<_>, _>>()?;
+        Ok(DatabaseReport { tables, rejected_rows: skipped })
+    }
+
+    /// Refuse a target holding Blocklet rows unless forced; clear whatever Blocklet objects it has.
+    fn prepare_target(&self) -> Result<(), Failure> {
+        let db = &self.plan.postgres_database;
+        let existing = self.target.list_tables().map_err(|e| db_failure(&format!("listing tables of {db}"), e))?;
+        let mut ours = Vec::new();
+        for table in &existing {
+            if table == META_TABLE {
+                ours.push(table.clone());
+                continue;
+            }
+            if self.catalog.table(table).is_none() {
+                self.events.log(
+                    Level::Warn,
+                    &format!("{db}: leaving table {table}, which is not part of Blocklet Server's schema, untouched"),
+                );
+                continue;
+            }
+            let rows = self.target.count_rows(table).map_err(|e| db_failure(&format!("counting {db}.{table}"), e))?;
+            if rows > 0 && !self.options.force {
+                return Err(Failure::new(format!(
+                    "PostgreSQL database {db} already holds Blocklet Server data ({table}: {rows} rows); \
+                     re-run with --force to replace it"
+                )));
+            }
+            ours.push(table.clone());
+        }
+        if ours.is_empty() {
+            return Ok(());
+        }
+        self.events.log(Level::Info, &format!("{db}: replacing {} existing Blocklet table(s)", ours.len()));
+        for table in &ours {
+            self.execute(&format!("DROP TABLE IF EXISTS public.{} CASCADE", quote_ident(table)))?;
+        }
+        for name in self.catalog.schema.enums.keys() {
+            self.execute(&format!("DROP TYPE IF EXISTS public.{} CASCADE", quote_ident(name)))?;
+        }
+        for seq in &self.catalog.schema.sequences {
+            self.execute(&format!("DROP SEQUENCE IF EXISTS public.{} CASCADE", quote_ident(&seq.name)))?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, sql: &str) -> Result<u64, Failure> {
+        self.target.execute(sql).map_err(|e| {
+            Failure::new(format!("{}: {e}\n  while running: {}", self.plan.postgres_database, first_line(sql)))
+        })
+    }
+
+    fn run_phase(&mut self, phase: Phase) -> Result<(), Failure> {
+        for stmt in self.catalog.schema.statements.iter().filter(|s| s.phase == phase) {
+            let Some(enforces) = &stmt.enforces else {
+                self.execute(&stmt.sql)?;
+                continue;
+            };
+            // A key that the data violates is explained row by row, and the job goes on to
+            // find every other problem before failing.
+            self.execute("SAVEPOINT enforce_key")?;
+            match self.target.execute(&stmt.sql) {
+                Ok(_) => {
+                    self.execute("RELEASE SAVEPOINT enforce_key")?;
+                }
+                Err(e) if e.kind == ErrorKind::Constraint => {
+                    self.execute("ROLLBACK TO SAVEPOINT enforce_key")?;
+                    let found = match enforces {
+                        Enforces::Unique { table, key } => self.explain_duplicates(table, key)?,
+                        Enforces::Foreign(fk) => self.explain_orphans(fk)?,
+                    };
+                    if found == 0 {
+                        return Err(Failure::new(format!("{}: {e}", self.plan.postgres_database)));
+                    }
+                }
+                Err(e) => {
+                    return Err(Failure::new(format!(
+                        "{}: {e}\n  while running: {}",
+                        self.plan.postgres_database,
+                        first_line(&stmt.sql)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_table(&mut self, pg: &PgTable, source_columns: &[String]) -> Result<Copied, Failure> {
+        let (file, table) = (&self.plan.sqlite_file, &pg.name);
+        let columns: Vec<String> =
+            pg.columns.iter().filter(|c| source_columns.contains(&c.name)).map(|c| c.name.clone()).collect();
+        let targets: Vec<&PgColumn> = columns.iter().map(|c| pg.column(c).expect("filtered")).collect();
+        if let Some(missing) =
+            pg.columns.iter().find(|c| !columns.contains(&c.name) && c.not_null && c.default.is_none())
+        {
+            let rows =
+                self.source.count_rows(table).map_err(|e| db_failure(&format!("counting {file} table {table}"), e))?;
+            if rows > 0 {
+                return Err(Failure::new(format!(
+                    "{file} table {table} has no column {}, which PostgreSQL requires (NOT NULL, no default)",
+                    missing.name
+                )));
+            }
+        }
+        let ends = Endpoints {
+            source: self.source,
+            source_label: file,
+            target: self.target,
+            target_label: &self.plan.postgres_database,
+            events: self.events,
+            batch_rows: self.options.batch_rows,
+        };
+        let enums = &self.catalog.schema.enums;
+        let copied = copy_table(&ends, pg, columns, |batch| convert::to_postgres(batch, &targets, enums))?;
+        self.rejected_rows += copied.rejected_rows;
+        Ok(copied)
+    }
+
+    /// Every serial id continues after the largest copied id (the original left them at 1).
+    fn set_sequences(&self) -> Result<(), Failure> {
+        for seq in &self.catalog.schema.sequences {
+            self.execute(&format!(
+                "SELECT setval({}, COALESCE((SELECT max({}) FROM public.{}), 0) + 1, false)",
+                quote_literal(&format!("public.{}", quote_ident(&seq.name))),
+                quote_ident(&seq.column),
+                quote_ident(&seq.table)
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Record every migration of the schema just created, so the server sees it as current.
+    fn fill_meta(&self) -> Result<(), Failure> {
+        let values: Vec<String> = self.catalog.migrations.iter().map(|m| format!("({})", quote_literal(m))).collect();
+        if !values.is_empty() {
+            self.execute(&format!(
+                "INSERT INTO public.{} (name) VALUES {}",
+                quote_ident(META_TABLE),
+                values.join(", ")
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// `concat_ws` expression naming a row by its identity columns.
+    fn identity_sql(&self, table: &PgTable, alias: &str) -> String {
+        let cols = table.identity_columns();
+        if cols.is_empty() {
+            return format!("'ctid ' || {alias}.ctid::text");
+        }
+        let parts: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                format!("{} || coalesce({alias}.{}::text, 'NULL')", quote_literal(&format!("{c}=")), quote_ident(c))
+            })
+            .collect();
+        format!("concat_ws(', ', {})", parts.join(", "))
+    }
+
+    fn query_text_rows(&self, sql: &str) -> Result<Vec<Vec<String>>, Failure> {
+        let batch = self
+            .target
+            .query(sql)
+            .map_err(|e| db_failure(&format!("{}: checking keys", self.plan.postgres_database), e))?;
+        Ok((0..batch.rows as usize).map(|i| batch.columns.iter().map(|c| excerpt(c.get(i))).collect()).collect())
+    }
+
+    fn explain_duplicates(&mut self, table: &str, key: &UniqueKey) -> Result<usize, Failure> {
+        let pg = self.catalog.table(table).expect("keys belong to catalog tables");
+        let cols: Vec<String> = key.columns.iter().map(|c| quote_ident(c)).collect();
+        let t = format!("public.{}", quote_ident(table));
+        let sql = format!(
+            "SELECT {}, concat_ws(', ', {}) FROM {t} r WHERE ({}) IN (SELECT {} FROM {t} GROUP BY {} HAVING count(*) > 1) LIMIT {}",
+            self.identity_sql(pg, "r"),
+            cols.iter().map(|c| format!("r.{c}::text")).collect::<Vec<_>>().join(", "),
+            cols.iter().map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", "),
+            cols.join(", "),
+            cols.join(", "),
+            MAX_KEY_VIOLATIONS_LISTED
+        );
+        let rows = self.query_text_rows(&sql)?;
+        for row in &rows {
+            self.events.reject(&Rejection {
+                database: self.plan.postgres_database.clone(),
+                table: table.to_string(),
+                primary_key: row[0].clone(),
+                column: key.columns.join(", "),
+                value_excerpt: row[1].clone(),
+                reason: format!(
+                    "duplicate value of unique key {} (SQLite did not enforce it; PostgreSQL does)",
+                    key.name
+                ),
+            });
+        }
+        self.rejected_rows += rows.len() as u64;
+        Ok(rows.len())
+    }
+
+    fn explain_orphans(&mut self, fk: &ForeignKey) -> Result<usize, Failure> {
+        let pg = self.catalog.table(&fk.table).expect("keys belong to catalog tables");
+        let not_null: Vec<String> = fk.columns.iter().map(|c| format!("c.{} IS NOT NULL", quote_ident(c))).collect();
+        let join: Vec<String> = fk
+            .columns
+            .iter()
+            .zip(&fk.ref_columns)
+            .map(|(c, r)| format!("p.{} = c.{}", quote_ident(r), quote_ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT {}, concat_ws(', ', {}) FROM public.{} c WHERE {} AND NOT EXISTS (SELECT 1 FROM public.{} p WHERE {}) LIMIT {}",
+            self.identity_sql(pg, "c"),
+            fk.columns.iter().map(|c| format!("c.{}::text", quote_ident(c))).collect::<Vec<_>>().join(", "),
+            quote_ident(&fk.table),
+            not_null.join(" AND "),
+            quote_ident(&fk.ref_table),
+            join.join(" AND "),
+            MAX_KEY_VIOLATIONS_LISTED
+        );
+        let rows = self.query_text_rows(&sql)?;
+        for row in &rows {
+            self.events.reject(&Rejection {
+                database: self.plan.postgres_database.clone(),
+                table: fk.table.clone(),
+                primary_key: row[0].clone(),
+                column: fk.columns.join(", "),
+                value_excerpt: row[1].clone(),
+                reason: format!(
+                    "refers to {}.{} = {}, which does not exist (foreign key {})",
+                    fk.ref_table,
+                    fk.ref_columns.join(", "),
+                    row[1],
+                    fk.name
+                ),
+            });
+        }
+        self.rejected_rows += rows.len() as u64;
+        Ok(rows.len())
+    }
+
+    fn verify(&self, copied: &Copied) -> Result<TableReport, Failure> {
+        verify_table(self.target, &self.plan.postgres_database, copied, self.options.batch_rows, |_, v| value_hash(v))
+    }
+}
