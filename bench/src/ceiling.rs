@@ -365,29 +365,32 @@ fn parallel<T: Send>(jobs: usize, items: Vec<T>, each: impl Fn(T) -> Result<()> 
     })
 }
 
-/// Load everything with `jobs` connections: databases are created and get their pre-data DDL
-/// one after the other; then the tables (largest first) are COPYed by `jobs` workers, one
+/// Load everything with `jobs` connections: the databases are created, then get their pre-data
+/// DDL, `jobs` at a time; then the tables (largest first) are COPYed by `jobs` workers, one
 /// connection per (worker, database); then each database's keys, indexes and foreign keys are
-/// built, `jobs` databases at a time. `nodelay = false` leaves Nagle's algorithm on (as sqlx
+/// built, `jobs` databases at a time (largest first). `nodelay = false` leaves Nagle's algorithm on (as sqlx
 /// 0.9.0 does), to show its cost. Database names are `prefix` + the tool's names.
 pub fn load(port: u16, data: &Prepared, jobs: usize, prefix: &str, nodelay: bool) -> Result<CeilingTimes> {
     let jobs = jobs.max(1);
     let start = Instant::now();
     let mut times = CeilingTimes::default();
     let names: Vec<String> = data.dbs.iter().map(|d| format!("{prefix}{}", d.source.pg_name)).collect();
-    let mut admin = PgWire::connect(port, "postgres", nodelay)?;
-    for name in &names {
-        admin.execute(&format!("CREATE DATABASE {} WITH TEMPLATE template0 ENCODING 'UTF8'", quote(name)))?;
-    }
-    admin.close();
+    let all: Vec<usize> = (0..data.dbs.len()).collect();
+    parallel(jobs, all.clone(), |d| {
+        let mut admin = PgWire::connect(port, "postgres", nodelay)?;
+        admin.execute(&format!("CREATE DATABASE {} WITH TEMPLATE template0 ENCODING 'UTF8'", quote(&names[d])))?;
+        admin.close();
+        Ok(())
+    })?;
     times.create_dbs = start.elapsed();
 
     let t = Instant::now();
-    for (db, name) in data.dbs.iter().zip(&names) {
-        let mut c = PgWire::connect(port, name, nodelay)?;
-        c.execute(&db.pre.join("\n"))?;
+    parallel(jobs, all, |d| {
+        let mut c = PgWire::connect(port, &names[d], nodelay)?;
+        c.execute(&data.dbs[d].pre.join("\n"))?;
         c.close();
-    }
+        Ok(())
+    })?;
     times.pre_ddl = t.elapsed();
 
     // COPY: (database index, table index), largest first.

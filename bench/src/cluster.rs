@@ -112,6 +112,11 @@ impl Cluster {
         cmd
     }
 
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.join("sock")
+    }
+
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)

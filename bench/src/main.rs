@@ -15,6 +15,7 @@ mod run;
 mod schema;
 mod wire;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// (internal) Run a command and write its wall time and rusage to --result; see measure.rs.
+    #[command(name = "__measure", hide = true)]
+    Measure {
+        #[arg(long)]
+        result: PathBuf,
+        #[arg(last = true, required = true)]
+        cmd: Vec<OsString>,
+    },
     /// Copy the demo fixture to DIR and add N rows shaped like a real server's.
     Generate {
         #[arg(long, default_value_t = 200_000)]
@@ -54,7 +63,7 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Measurements per contender; the median is reported.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         repeat: usize,
         /// Connection counts to measure the ceiling with; the fastest is the ceiling.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
@@ -80,12 +89,23 @@ enum Cmd {
         /// ~40 ms delayed-ACK stall per COPY. Not a ceiling; for reproducing that cost only.
         #[arg(long)]
         ceiling_nagle: bool,
+        /// Also run our CLI over the cluster's Unix socket: the difference to TCP is what
+        /// TCP stalls (Nagle + delayed ACK) cost.
+        #[arg(long)]
+        socket_diagnostic: bool,
     },
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Cmd::Measure { result, cmd } => match measure::launch(&result, &cmd[0], &cmd[1..]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("__measure: {e:#}");
+                1
+            }
+        },
         Cmd::Generate { rows, seed, out } => match generate::generate(rows, seed, &out) {
             Ok(g) if g.reused => {
                 println!(
@@ -126,6 +146,7 @@ fn main() {
             min_pgloader_ratio,
             max_rss_mb,
             ceiling_nagle,
+            socket_diagnostic,
         } => {
             let args = run::RunArgs {
                 rows,
@@ -141,6 +162,7 @@ fn main() {
                 min_pgloader_ratio,
                 max_rss_mb,
                 ceiling_nagle,
+                socket_diagnostic,
             };
             match run::run(args) {
                 Ok(code) => code,

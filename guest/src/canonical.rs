@@ -83,13 +83,40 @@ fn canonical_f64(v: f64) -> f64 {
     if v == 0.0 { 0.0 } else { v }
 }
 
+/// A JSON number's exact value as `[-]digits e exponent`, with no leading or trailing zeros:
+/// `1.50`, `15e-1` and `0.15E1` are all `15e-1`; jsonb prints `1e2` as `100`, both `1e2`. Exact,
+/// so numbers beyond a double's precision or range still compare correctly.
+pub fn canonical_decimal(text: &str) -> String {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].trim_start_matches('+').parse::<i64>().unwrap_or(0)),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits: String = int.chars().chain(frac.chars()).collect();
+    let mut exp = exponent - frac.len() as i64;
+    let trimmed = digits.trim_start_matches('0').len();
+    digits.drain(..digits.len() - trimmed);
+    while digits.ends_with('0') {
+        digits.pop();
+        exp += 1;
+    }
+    if digits.is_empty() {
+        return "0".into();
+    }
+    format!("{}{digits}e{exp}", if negative { "-" } else { "" })
+}
+
 /// Hash a parsed JSON document by meaning.
 pub fn json_hash(v: &serde_json::Value) -> u64 {
     use serde_json::Value as J;
     match v {
         J::Null => number(seed::JSON_NULL, 0),
         J::Bool(b) => number(seed::JSON_BOOL, *b as u64),
-        J::Number(n) => number(seed::JSON_NUMBER, canonical_f64(n.as_f64().unwrap_or(f64::NAN)).to_bits()),
+        J::Number(n) => xxh3_64_with_seed(canonical_decimal(&n.to_string()).as_bytes(), seed::JSON_NUMBER),
         J::String(s) => xxh3_64_with_seed(s.as_bytes(), seed::JSON_STRING),
         J::Array(items) => {
             items.iter().fold(number(seed::JSON_ARRAY, items.len() as u64), |h, i| chain(h, json_hash(i)))
@@ -117,6 +144,19 @@ mod tests {
         assert_ne!(j(r#"{"a":[1,2]}"#), j(r#"{"a":[2,1]}"#));
         assert_ne!(j(r#"{"a":"1"}"#), j(r#"{"a":1}"#));
         assert_ne!(j("{}"), j("[]"));
+    }
+
+    #[test]
+    fn decimals_compare_exactly() {
+        assert_eq!(canonical_decimal("1.50"), canonical_decimal("15e-1"));
+        assert_eq!(canonical_decimal("1e2"), canonical_decimal("100"));
+        assert_eq!(canonical_decimal("-0.0"), "0");
+        assert_eq!(
+            canonical_decimal("1.5874478498895484e140"),
+            canonical_decimal(&format!("15874478498895484{}", "0".repeat(124)))
+        );
+        assert_ne!(canonical_decimal("0.1"), canonical_decimal("0.10000000000000001"));
+        assert_eq!(j("1.7976931348623157e308"), j("1.7976931348623157e308"));
     }
 
     #[test]

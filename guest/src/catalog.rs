@@ -39,15 +39,40 @@ macro_rules! schema_file {
     };
 }
 
+/// Extra server-kind schema appended by the `test-extra-migration` feature: one more migration
+/// and the table it creates, so a test can prove that a second component, run on the same host
+/// binary, knows something the bundled one does not. Data only; the default build appends nothing.
+#[cfg(feature = "test-extra-migration")]
+mod extra {
+    pub const SERVER_PG: &str = concat!(
+        schema_file!("pg-server_db.sql"),
+        "\nCREATE TABLE public.test_extras (\n    id character varying(80) NOT NULL,\n    note text\n);\n\n",
+        "ALTER TABLE ONLY public.test_extras\n    ADD CONSTRAINT test_extras_pkey PRIMARY KEY (id);\n"
+    );
+    pub const SERVER_SQLITE: &str = concat!(
+        schema_file!("sqlite-server.sql"),
+        "\nCREATE TABLE `test_extras` (`id` VARCHAR(80) PRIMARY KEY, `note` TEXT);\n"
+    );
+    pub const SERVER_MIGRATIONS: &str =
+        concat!(schema_file!("sequelize-meta/server.txt"), "\n20991231000000-test-extra.js\n");
+}
+
+#[cfg(not(feature = "test-extra-migration"))]
+mod extra {
+    pub const SERVER_PG: &str = schema_file!("pg-server_db.sql");
+    pub const SERVER_SQLITE: &str = schema_file!("sqlite-server.sql");
+    pub const SERVER_MIGRATIONS: &str = schema_file!("sequelize-meta/server.txt");
+}
+
 pub static KINDS: [KindFacts; 4] = [
     KindFacts {
         kind: Kind::Server,
         group: "server",
         label: "Server",
         sqlite_pattern: "core/server.db",
-        pg_dump: schema_file!("pg-server_db.sql"),
-        sqlite_schema: schema_file!("sqlite-server.sql"),
-        migrations: schema_file!("sequelize-meta/server.txt"),
+        pg_dump: extra::SERVER_PG,
+        sqlite_schema: extra::SERVER_SQLITE,
+        migrations: extra::SERVER_MIGRATIONS,
     },
     KindFacts {
         kind: Kind::Service,

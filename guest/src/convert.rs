@@ -103,10 +103,17 @@ pub fn convert_value(
             }
             Value::Integer(int_in_range(f as i64, &target.ty)?)
         }
-        (PgType::Double | PgType::Real, Value::Real(f)) => Value::Real(f),
+        (PgType::Double, Value::Real(f)) => Value::Real(f),
+        (PgType::Real, Value::Real(f)) => {
+            if (f as f32) as f64 != f && !f.is_nan() {
+                return Err(format!("{f} cannot be stored exactly as real (float4)"));
+            }
+            Value::Real(f)
+        }
         (PgType::Double | PgType::Real, Value::Integer(n)) => {
-            if n.unsigned_abs() > 1 << 53 {
-                return Err(format!("{n} cannot be stored exactly as double precision"));
+            let exact = if target.ty == PgType::Real { (n as f32) as i64 == n } else { n.unsigned_abs() <= 1 << 53 };
+            if !exact {
+                return Err(format!("{n} cannot be stored exactly as {}", type_name(&target.ty)));
             }
             Value::Real(n as f64)
         }
@@ -137,10 +144,10 @@ pub fn convert_value(
             out.push(Value::Json(s.as_bytes()));
             return Ok(json_hash(&serde_json::Value::Number(n)));
         }
-        (PgType::TimestampTz, Value::Text(b)) => Value::Timestamp(timestamp::parse_text(utf8(b)?)?),
-        (PgType::TimestampTz, Value::Integer(n)) => Value::Timestamp(timestamp::from_epoch(n as f64)?),
-        (PgType::TimestampTz, Value::Real(f)) => Value::Timestamp(timestamp::from_epoch(f)?),
-        (PgType::TimestampTz, Value::Timestamp(t)) => Value::Timestamp(t),
+        (PgType::TimestampTz, Value::Text(b)) => Value::Timestamp(in_pg_range(timestamp::parse_text(utf8(b)?)?)?),
+        (PgType::TimestampTz, Value::Integer(n)) => Value::Timestamp(in_pg_range(timestamp::from_epoch(n as f64)?)?),
+        (PgType::TimestampTz, Value::Real(f)) => Value::Timestamp(in_pg_range(timestamp::from_epoch(f)?)?),
+        (PgType::TimestampTz, Value::Timestamp(t)) => Value::Timestamp(in_pg_range(t)?),
         (PgType::Uuid, Value::Text(b)) => {
             let s = canonical_uuid(utf8(b)?)?;
             out.push(Value::Text(s.as_bytes()));
@@ -154,6 +161,21 @@ pub fn convert_value(
     };
     out.push(converted);
     value_hash(converted)
+}
+
+/// PostgreSQL's timestamptz range (`MIN_TIMESTAMP`, `END_TIMESTAMP` moved to the Unix epoch):
+/// 4714-11-24 BC to the end of 294276 AD.
+const PG_MIN_MICROS: i64 = -210_866_803_200_000_000;
+const PG_MAX_MICROS: i64 = i64::MAX; // END_TIMESTAMP is beyond what i64 microseconds reach
+
+fn in_pg_range(micros: i64) -> Result<i64, String> {
+    if !(PG_MIN_MICROS..=PG_MAX_MICROS).contains(&micros) {
+        return Err(format!(
+            "{} is out of the range of timestamps PostgreSQL can store",
+            timestamp::format_micros(micros)
+        ));
+    }
+    Ok(micros)
 }
 
 fn utf8(b: &[u8]) -> Result<&str, String> {
@@ -189,10 +211,28 @@ fn int_in_range(n: i64, ty: &PgType) -> Result<i64, String> {
 fn parse_json(b: &[u8], jsonb: bool) -> Result<serde_json::Value, String> {
     let s = utf8(b)?;
     let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("invalid JSON: {e}"))?;
-    if jsonb && contains_nul(&v) {
+    // jsonb refuses the escape anywhere in the text, even under a key a duplicate replaces.
+    if jsonb && (contains_nul(&v) || has_nul_escape(s)) {
         return Err("JSON contains \\u0000, which jsonb cannot store".into());
     }
     Ok(v)
+}
+
+/// A `\u0000` escape (any hex case) outside of an escaped backslash.
+fn has_nul_escape(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            if b.get(i + 1) == Some(&b'u') && b.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 fn contains_nul(v: &serde_json::Value) -> bool {

@@ -36,8 +36,18 @@ pub struct ListedApp {
 
 /// Read the apps from the server database, newest first (the original's order).
 pub fn listed_apps(index: &dyn Database) -> Result<Vec<ListedApp>, String> {
-    let info =
-        index.describe_table("blocklets").map_err(|e| format!("Failed to get blocklets: {e}"))?.ok_or(NEVER_STARTED)?;
+    let Some(info) = index.describe_table("blocklets").map_err(|e| format!("Failed to get blocklets: {e}"))? else {
+        let tables = index.list_tables().map_err(|e| format!("Failed to get blocklets: {e}"))?;
+        return Err(if tables.is_empty() {
+            format!("{NEVER_STARTED} ({})", index.label())
+        } else {
+            format!(
+                "{} is not a Blocklet Server database: it has no blocklets table (it has {})",
+                index.label(),
+                tables.join(", ")
+            )
+        });
+    };
     let wanted = ["id", "appPid", "environments", "createdAt"];
     let cols: Vec<String> =
         wanted.iter().filter(|w| info.columns.iter().any(|c| c.name == **w)).map(|w| w.to_string()).collect();

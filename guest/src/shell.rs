@@ -41,7 +41,7 @@ impl api::Guest for Component {
     ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         let index = index.map(WitDatabase);
         let plan = plan::plan_to_postgres(index.as_ref().map(|d| d as &dyn db::Database), &files, &WitEvents)
-            .map_err(|message| api::Failure { message, rejected_rows: 0 })?;
+            .map_err(|message| api::Failure { kind: api::FailureKind::Refused, message, rejected_rows: 0 })?;
         Ok(plan.into_iter().map(planned_to_wit).collect())
     }
 
@@ -68,7 +68,7 @@ impl api::Guest for Component {
         databases: Vec<String>,
     ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         let plan = plan::plan_to_sqlite(&WitDatabase(index), &databases, &WitEvents)
-            .map_err(|message| api::Failure { message, rejected_rows: 0 })?;
+            .map_err(|message| api::Failure { kind: api::FailureKind::Refused, message, rejected_rows: 0 })?;
         Ok(plan.into_iter().map(planned_to_wit).collect())
     }
 
@@ -109,7 +109,13 @@ fn report_to_wit(r: migrate::DatabaseReport) -> api::DatabaseReport {
 }
 
 fn failure_to_wit(f: migrate::Failure) -> api::Failure {
-    api::Failure { message: f.message, rejected_rows: f.rejected_rows }
+    let kind = match f.kind {
+        migrate::FailureKind::RejectedRows => api::FailureKind::RejectedRows,
+        migrate::FailureKind::VerificationMismatch => api::FailureKind::VerificationMismatch,
+        migrate::FailureKind::Refused => api::FailureKind::Refused,
+        migrate::FailureKind::Other => api::FailureKind::Other,
+    };
+    api::Failure { kind, message: f.message, rejected_rows: f.rejected_rows }
 }
 
 fn options_from_wit(o: api::Options) -> migrate::Options {

@@ -20,7 +20,7 @@ pub struct SqliteSchema {
     pub tables: Vec<SqliteTable>,
     pub indexes: Vec<String>,
     /// Whether the server's file carries `sqlite_stat1` (it runs `PRAGMA optimize`), so the
-    /// written file should too: `ANALYZE` after the data creates it.
+    /// written file should too.
     pub has_stat1: bool,
 }
 

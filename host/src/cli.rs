@@ -9,12 +9,15 @@
 //! rejected); 4 verification mismatch, nothing committed; 5 success, but rejected rows were
 //! skipped (`--skip-rejects`).
 
+use crate::bindings::exports::blocklet::migrate::migrator::DatabaseKind;
 use crate::datadir::{self, DataDir};
 use crate::job::{self, JobError, ToPostgres, ToSqlite};
 use crate::output;
 use crate::pgserver::PgServer;
 use crate::report::{self, ComponentIdentity, DatabaseEntry, RunReport, TableEntry};
-use crate::runtime::{BUNDLED_COMPONENT, DEFAULT_MEMORY_LIMIT, Instance, Runtime};
+use crate::runtime::{
+    BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Instance, Limits, Runtime,
+};
 use clap::{Parser, Subcommand};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -48,6 +51,17 @@ pub enum Command {
         #[command(subcommand)]
         command: ComponentCommand,
     },
+    /// Run many jobs (tenants) in one process, each sandboxed with its own limits.
+    Batch {
+        /// A TOML file with one `[[job]]` table per job (see the README).
+        file: PathBuf,
+        /// How many jobs run at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Write a JSON summary of every job here.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +73,7 @@ pub enum ComponentCommand {
     },
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct MigrateArgs {
     /// Which dialect to migrate to: postgres (SQLite → PostgreSQL) or sqlite (PostgreSQL → SQLite).
     #[arg(long)]
@@ -96,6 +110,22 @@ pub struct MigrateArgs {
     /// Memory limit of the migration component, in MiB.
     #[arg(long, default_value_t = (DEFAULT_MEMORY_LIMIT >> 20) as u64, value_name = "MIB")]
     pub memory_limit: u64,
+    /// CPU limit of the migration component: seconds it may compute without calling the host.
+    #[arg(long, default_value_t = DEFAULT_CPU_SECONDS, value_name = "SECONDS")]
+    pub cpu_limit: u64,
+    /// Wall-clock limit of the whole run, in seconds (0: none).
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECONDS, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+impl MigrateArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: (self.memory_limit as usize) << 20,
+            cpu_seconds: self.cpu_limit,
+            timeout_seconds: self.timeout,
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -109,6 +139,9 @@ pub fn main() -> ExitCode {
     };
     let code = match args.command {
         Some(Command::Component { command: ComponentCommand::Info { file } }) => runtime.block_on(component_info(file)),
+        Some(Command::Batch { file, parallel, report }) => {
+            runtime.block_on(crate::batch::run(&file, parallel, report.as_deref()))
+        }
         None => runtime.block_on(migrate(args.migrate)),
     };
     ExitCode::from(code)
@@ -125,13 +158,26 @@ fn exit_code(e: &JobError) -> u8 {
 
 /// Run a migration and write its report whatever happens.
 async fn migrate(args: MigrateArgs) -> u8 {
+    let url = std::env::var("ABT_NODE_POSTGRES_URL").unwrap_or_default();
+    migrate_with(args, url, None).await
+}
+
+/// A component already compiled for a shared engine (batch jobs).
+pub struct Prepared<'a> {
+    pub runtime: &'a Runtime,
+    pub wasm: &'a [u8],
+    pub source: String,
+}
+
+/// Run one migration against `url`, writing its report whatever happens; returns the exit code.
+pub async fn migrate_with(args: MigrateArgs, url: String, prepared: Option<Prepared<'_>>) -> u8 {
     let mut report = RunReport::new();
     report.dry_run = args.dry_run;
     report.skip_rejects = args.skip_rejects;
     let rejects_path = args.rejects.clone().unwrap_or_else(output::default_rejects_path);
     let events = output::ConsoleEvents::new(rejects_path);
     let started = std::time::Instant::now();
-    let outcome = run(&args, &events, &mut report).await;
+    let outcome = run(&args, &url, prepared, &events, &mut report).await;
     let code = match &outcome {
         Ok(code) => *code,
         Err(e) => {
@@ -210,7 +256,13 @@ async fn identify(instance: &mut Instance, wasm: &[u8], source: String) -> Resul
     })
 }
 
-async fn run(args: &MigrateArgs, events: &output::ConsoleEvents, report: &mut RunReport) -> Result<u8, JobError> {
+async fn run(
+    args: &MigrateArgs,
+    url: &str,
+    prepared: Option<Prepared<'_>>,
+    events: &output::ConsoleEvents,
+    report: &mut RunReport,
+) -> Result<u8, JobError> {
     let to_sqlite = match args.dialect.as_deref() {
         Some("postgres") => false,
         Some("sqlite") => true,
@@ -228,7 +280,6 @@ async fn run(args: &MigrateArgs, events: &output::ConsoleEvents, report: &mut Ru
         output::info(&format!("Server DID {did}"));
     }
     output::info(&format!("Server config from {}", data_dir.config_file.display()));
-    let url = std::env::var("ABT_NODE_POSTGRES_URL").unwrap_or_default();
     if url.trim().is_empty() {
         return Err(JobError::Config(
             "ABT_NODE_POSTGRES_URL is not set: export ABT_NODE_POSTGRES_URL=postgres://user:password@host:5432/postgres"
@@ -237,10 +288,18 @@ async fn run(args: &MigrateArgs, events: &output::ConsoleEvents, report: &mut Ru
     }
     let server = PgServer::parse(url.trim()).map_err(JobError::Config)?;
     report.postgres = Some(server.display.clone());
-    let (wasm, source) = load_component(args.component.as_ref())?;
-    let runtime = Runtime::new(&wasm).map_err(|e| JobError::Config(format!("{e:#}")))?;
-    let mut instance = job::instance(&runtime, events.clone(), (args.memory_limit as usize) << 20).await?;
-    report.component = Some(identify(&mut instance, &wasm, source).await?);
+    let owned;
+    let (runtime, wasm, source) = match prepared {
+        Some(p) => (p.runtime, p.wasm, p.source),
+        None => {
+            let (wasm, source) = load_component(args.component.as_ref())?;
+            let runtime = Runtime::new(&wasm).map_err(|e| JobError::Config(format!("{e:#}")))?;
+            owned = (runtime, wasm);
+            (&owned.0, owned.1.as_slice(), source)
+        }
+    };
+    let mut instance = job::instance(runtime, events.clone(), args.limits()).await?;
+    report.component = Some(identify(&mut instance, wasm, source).await?);
     if args.dry_run {
         output::info("Dry run: everything is read, converted and checked; nothing is written");
     }
@@ -343,7 +402,13 @@ fn entry(
     backups: Vec<String>,
 ) -> DatabaseEntry {
     DatabaseEntry {
-        kind: format!("{:?}", planned.kind).to_lowercase(),
+        kind: match planned.kind {
+            DatabaseKind::Server => "server",
+            DatabaseKind::Service => "service",
+            DatabaseKind::Blocklet => "blocklet",
+            DatabaseKind::CertificateManager => "certificate-manager",
+        }
+        .into(),
         sqlite_file: planned.sqlite_file.clone(),
         postgres_database: planned.postgres_database.clone(),
         app_pid: planned.app_pid.clone(),
@@ -369,7 +434,7 @@ async fn component_info(file: Option<PathBuf>) -> u8 {
         let (wasm, source) = load_component(file.as_ref())?;
         let runtime = Runtime::new(&wasm).map_err(|e| JobError::Config(format!("{e:#}")))?;
         let events = output::ConsoleEvents::new(output::default_rejects_path());
-        let mut instance = job::instance(&runtime, events, DEFAULT_MEMORY_LIMIT).await?;
+        let mut instance = job::instance(&runtime, events, Limits::default()).await?;
         let id = identify(&mut instance, &wasm, source).await?;
         let info = instance.info().await.map_err(|e| JobError::Failed(format!("{e:#}")))?;
         println!("component:       {} {}", id.name, id.version);

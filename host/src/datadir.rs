@@ -31,7 +31,7 @@ pub fn discover(start: &Path) -> Result<DataDir, DataDirError> {
     for dir in start.ancestors() {
         for (name, config) in LAYOUTS {
             let file = dir.join(name).join(config);
-            if file.is_file() {
+            if is_file(&file)? {
                 return load(&dir.join(name), &file);
             }
         }
@@ -49,14 +49,26 @@ pub fn discover(start: &Path) -> Result<DataDir, DataDirError> {
 pub fn from_flag(dir: &Path) -> Result<DataDir, DataDirError> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     for (name, config) in LAYOUTS {
-        if dir.join(config).is_file() {
+        if is_file(&dir.join(config))? {
             return load(&dir, &dir.join(config));
         }
-        if dir.join(name).join(config).is_file() {
+        if is_file(&dir.join(name).join(config))? {
             return load(&dir.join(name), &dir.join(name).join(config));
         }
     }
     Err(DataDirError::NotFound(dir))
+}
+
+/// Whether `path` is a file; a permission problem is an error that names the path, not "no".
+fn is_file(path: &Path) -> Result<bool, DataDirError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(m.is_file()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let dir = path.parent().unwrap_or(path);
+            Err(DataDirError::Unreadable { path: dir.to_path_buf(), reason: e.to_string() })
+        }
+        Err(_) => Ok(false),
+    }
 }
 
 fn load(root: &Path, config_file: &Path) -> Result<DataDir, DataDirError> {
@@ -83,12 +95,20 @@ fn load(root: &Path, config_file: &Path) -> Result<DataDir, DataDirError> {
     })
 }
 
+/// Whether a relative path matches a layout glob (`*` = exactly one segment; no `..`).
+pub fn matches_pattern(pattern: &str, path: &str) -> bool {
+    let (p, f): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == f.len()
+        && f.iter().all(|s| !s.is_empty() && *s != "." && *s != "..")
+        && p.iter().zip(&f).all(|(p, f)| *p == "*" || p == f)
+}
+
 /// Existing files under `root` matching a relative glob (`*` = exactly one path segment),
 /// returned relative to `root`, sorted. Only plain relative patterns are accepted.
-pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
+pub fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, DataDirError> {
     let segments: Vec<&str> = pattern.split('/').collect();
     if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut found = vec![String::new()];
     for (i, seg) in segments.iter().enumerate() {
@@ -97,9 +117,14 @@ pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
         for prefix in &found {
             let base = root.join(prefix);
             let candidates: Vec<String> = if *seg == "*" {
-                let mut names: Vec<String> = std::fs::read_dir(&base)
-                    .into_iter()
-                    .flatten()
+                let entries = match std::fs::read_dir(&base) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return Err(DataDirError::Unreadable { path: base, reason: e.to_string() });
+                    }
+                    Err(_) => continue,
+                };
+                let mut names: Vec<String> = entries
                     .flatten()
                     .filter_map(|e| e.file_name().into_string().ok())
                     .filter(|n| !n.starts_with('.'))
@@ -112,7 +137,20 @@ pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
             for name in candidates {
                 let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
                 let path = root.join(&rel);
-                let ok = if last { path.is_file() } else { path.is_dir() };
+                let ok = match std::fs::metadata(&path) {
+                    Ok(m) => {
+                        if last {
+                            m.is_file()
+                        } else {
+                            m.is_dir()
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        let at = path.parent().unwrap_or(&path).to_path_buf();
+                        return Err(DataDirError::Unreadable { path: at, reason: e.to_string() });
+                    }
+                    Err(_) => false,
+                };
                 if ok {
                     next.push(rel);
                 }
@@ -120,7 +158,7 @@ pub fn expand(root: &Path, pattern: &str) -> Vec<String> {
         }
         found = next;
     }
-    found
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -141,9 +179,9 @@ mod tests {
         assert_eq!(found.root, root);
         assert_eq!(found.server_did.as_deref(), Some("zXYZ"));
         assert_eq!(from_flag(&tmp.path().join("srv")).unwrap().root, root);
-        assert_eq!(expand(&root, "data/*/blocklet.db"), vec!["data/zB/blocklet.db"]);
-        assert_eq!(expand(&root, "core/server.db"), vec!["core/server.db"]);
-        assert!(expand(&root, "../etc/passwd").is_empty());
+        assert_eq!(expand(&root, "data/*/blocklet.db").unwrap(), vec!["data/zB/blocklet.db"]);
+        assert_eq!(expand(&root, "core/server.db").unwrap(), vec!["core/server.db"]);
+        assert!(expand(&root, "../etc/passwd").unwrap().is_empty());
         assert!(matches!(discover(tmp.path()), Err(DataDirError::NotFound(_))));
         std::fs::write(root.join("config.yml"), "node: [unclosed").unwrap();
         assert!(matches!(from_flag(&root), Err(DataDirError::InvalidConfig { .. })));

@@ -13,9 +13,22 @@ use crate::datadir::{DataDir, expand};
 use crate::output;
 use crate::pgserver::PgServer;
 use crate::postgres::PgTarget;
+use crate::runtime::printable;
 use crate::runtime::{HandleResource, Instance, Runtime};
 use crate::sqlite::SqliteSource;
 use std::path::PathBuf;
+
+/// Refuse database names a migration must never touch: the server's own and templates.
+fn check_target_name(name: &str, server: &PgServer) -> Result<(), JobError> {
+    let reserved = ["postgres", "template0", "template1"];
+    if reserved.contains(&name) || server.admin_database() == Some(name) {
+        return Err(JobError::Failed(format!(
+            "the migration component planned to use database {}, which is not a Blocklet database",
+            printable(name)
+        )));
+    }
+    Ok(())
+}
 
 /// Where the lock file the server reads lives, relative to the data dir.
 pub const LOCK_FILE: &str = "core/sqlite-to-postgres.lock";
@@ -34,13 +47,13 @@ pub enum JobError {
 }
 
 impl JobError {
-    fn from_failure(f: api::Failure) -> JobError {
-        if f.rejected_rows > 0 {
-            JobError::Rejected { message: f.message, rejected_rows: f.rejected_rows }
-        } else if f.message.starts_with("verification failed") {
-            JobError::Verification(f.message)
-        } else {
-            JobError::Failed(f.message)
+    fn from_failure(mut f: api::Failure) -> JobError {
+        f.message = crate::runtime::printable_message(&f.message);
+        match f.kind {
+            api::FailureKind::RejectedRows => JobError::Rejected { message: f.message, rejected_rows: f.rejected_rows },
+            api::FailureKind::VerificationMismatch => JobError::Verification(f.message),
+            api::FailureKind::Refused => JobError::Config(f.message),
+            api::FailureKind::Other => JobError::Failed(f.message),
         }
     }
 }
@@ -79,8 +92,12 @@ pub async fn sqlite_to_postgres(instance: &mut Instance, job: ToPostgres<'_>) ->
     let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
     job.server.check_version(&mut admin).await.map_err(JobError::Config)?;
 
+    instance.allow_drop(job.force);
     let layout = instance.layout().await.map_err(|e| JobError::Failed(e.to_string()))?;
-    let mut files: Vec<String> = layout.patterns.iter().flat_map(|p| expand(root, p)).collect();
+    let mut files: Vec<String> = Vec::new();
+    for pattern in &layout.patterns {
+        files.extend(expand(root, pattern).map_err(|e| JobError::Config(e.to_string()))?);
+    }
     files.dedup();
     for file in &files {
         // A snapshot of a live server is consistent, but the server keeps writing after it.
@@ -99,6 +116,16 @@ pub async fn sqlite_to_postgres(instance: &mut Instance, job: ToPostgres<'_>) ->
         let _ = instance.take_handle(index);
     }
     let plan = plan.map_err(JobError::from_failure)?;
+    for db in &plan {
+        // The component chooses; the host only opens what belongs to this job.
+        if !files.contains(&db.sqlite_file) {
+            return Err(JobError::Failed(format!(
+                "the migration component planned {}, which is not one of this data dir's database files",
+                printable(&db.sqlite_file)
+            )));
+        }
+        check_target_name(&db.postgres_database, job.server)?;
+    }
 
     let mut created: Vec<String> = Vec::new();
     let mut opened: Vec<PgTarget> = Vec::new();
@@ -120,7 +147,9 @@ pub async fn sqlite_to_postgres(instance: &mut Instance, job: ToPostgres<'_>) ->
             Ok(JobReport { databases, lock_file: Some(lock_file) })
         }
         Err(e) => {
-            // Roll back: closing a target connection aborts its transaction.
+            // Roll back: closing a target connection aborts its transaction. What the
+            // component still holds (an open COPY after a trap) goes first.
+            instance.release_all();
             drop(opened);
             for name in created.iter().rev() {
                 if let Err(drop_err) = drop_created(job.server, &mut admin, name).await {
@@ -198,7 +227,10 @@ async fn migrate_all(
                     None => output::success(&format!("{label} schema {done}: {}", path.display())),
                 }
                 for t in &report.tables {
-                    println!("   ✅ Table \"{}\": SQLite={}, Postgres={}", t.table, t.source_rows, t.target_rows);
+                    output::detail(&format!(
+                        "✅ Table \"{}\": SQLite={}, Postgres={}",
+                        t.table, t.source_rows, t.target_rows
+                    ));
                 }
                 reports.push((db.clone(), report));
             }
@@ -248,9 +280,9 @@ async fn commit_all(targets: &[PgTarget]) -> Result<(), JobError> {
 pub async fn instance(
     runtime: &Runtime,
     events: output::ConsoleEvents,
-    memory_limit: usize,
+    limits: crate::runtime::Limits,
 ) -> Result<Instance, JobError> {
-    runtime.instantiate(Box::new(events), memory_limit).await.map_err(|e| JobError::Failed(format!("{e:#}")))
+    runtime.instantiate(Box::new(events), limits).await.map_err(|e| JobError::Failed(format!("{e:#}")))
 }
 
 /// What a PostgreSQL → SQLite job needs.
@@ -322,6 +354,22 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
     let plan = instance.plan_to_sqlite(&index, &databases).await.map_err(|e| JobError::Failed(e.to_string()));
     let _ = instance.take_handle(index);
     let plan = plan?.map_err(JobError::from_failure)?;
+    let layout = instance.layout().await.map_err(|e| JobError::Failed(e.to_string()))?;
+    for db in &plan {
+        if !layout.patterns.iter().any(|p| crate::datadir::matches_pattern(p, &db.sqlite_file)) {
+            return Err(JobError::Failed(format!(
+                "the migration component planned to write {}, which is not a database file of the layout",
+                printable(&db.sqlite_file)
+            )));
+        }
+        if !databases.contains(&db.postgres_database) {
+            return Err(JobError::Failed(format!(
+                "the migration component planned to read {}, which is not on the server",
+                printable(&db.postgres_database)
+            )));
+        }
+        check_target_name(&db.postgres_database, job.server)?;
+    }
 
     for db in &plan {
         check_not_in_use(&root.join(&db.sqlite_file), job.allow_running_server)?;
@@ -355,6 +403,7 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
         Err(e) => Err(e),
     };
     if let Err(e) = result {
+        instance.release_all();
         for (_, _, tmp, target) in built {
             drop(target);
             remove_with_sidecars(&tmp);
@@ -371,14 +420,19 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
         drop(target);
         let dest = root.join(&planned.sqlite_file);
         let mut backups = Vec::new();
-        for suffix in ["", "-wal", "-shm"] {
-            let old = PathBuf::from(format!("{}{suffix}", dest.display()));
-            if old.exists() {
-                let backup = PathBuf::from(format!("{}{suffix}.bak-{stamp}", dest.display()));
-                std::fs::rename(&old, &backup).map_err(|e| {
-                    JobError::Failed(format!("cannot move {} to {}: {e}", old.display(), backup.display()))
-                })?;
-                backups.push(backup);
+        if dest.exists() {
+            // `X.bak-STAMP` with its `-wal`/`-shm` beside it under SQLite's own names, so the
+            // backup opens as it is; a name that is taken gets a counter, never overwritten.
+            let base = unique_backup_name(&dest, &stamp);
+            for suffix in ["", "-wal", "-shm"] {
+                let old = PathBuf::from(format!("{}{suffix}", dest.display()));
+                if old.exists() {
+                    let backup = PathBuf::from(format!("{}{suffix}", base.display()));
+                    std::fs::rename(&old, &backup).map_err(|e| {
+                        JobError::Failed(format!("cannot move {} to {}: {e}", old.display(), backup.display()))
+                    })?;
+                    backups.push(backup);
+                }
             }
         }
         adopt_ownership(&tmp, backups.first().map(PathBuf::as_path).or(dest.parent()));
@@ -397,6 +451,20 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
         None
     };
     Ok(SqliteJobReport { files, removed_lock })
+}
+
+/// `<dest>.bak-<stamp>`, or `<dest>.bak-<stamp>-<n>` when that (or its `-wal`/`-shm`) exists.
+fn unique_backup_name(dest: &std::path::Path, stamp: &str) -> PathBuf {
+    let taken =
+        |p: &PathBuf| ["", "-wal", "-shm"].iter().any(|s| PathBuf::from(format!("{}{s}", p.display())).exists());
+    let first = PathBuf::from(format!("{}.bak-{stamp}", dest.display()));
+    if !taken(&first) {
+        return first;
+    }
+    (1..)
+        .map(|n| PathBuf::from(format!("{}.bak-{stamp}-{n}", dest.display())))
+        .find(|p| !taken(p))
+        .expect("a free name")
 }
 
 /// Give a new file the owner and mode of the file it replaces (or of its directory), so a
@@ -466,7 +534,10 @@ async fn build_all(
                     None => output::success(&format!("{label} database {done}: {}", dest.display())),
                 }
                 for t in &report.tables {
-                    println!("   ✅ Table \"{}\": Postgres={}, SQLite={}", t.table, t.source_rows, t.target_rows);
+                    output::detail(&format!(
+                        "✅ Table \"{}\": Postgres={}, SQLite={}",
+                        t.table, t.source_rows, t.target_rows
+                    ));
                 }
                 built.push((db.clone(), report, tmp, target));
             }

@@ -18,6 +18,7 @@
 //! | [`output`] | what the user sees, and the rejected-rows file |
 //! | [`report`] | the `--report` JSON |
 
+pub mod batch;
 pub mod bindings;
 pub mod cli;
 pub mod component_cache;

@@ -7,20 +7,35 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+tokio::task_local! {
+    /// The job a line belongs to when several run in one process (`batch`).
+    pub static JOB_NAME: String;
+}
+
+/// `[job] ` inside a batch job, nothing otherwise.
+pub fn prefix() -> String {
+    JOB_NAME.try_with(|n| format!("[{n}] ")).unwrap_or_default()
+}
+
 pub fn info(msg: &str) {
-    println!("ℹ {msg}");
+    println!("{}ℹ {msg}", prefix());
 }
 
 pub fn success(msg: &str) {
-    println!("✔ {msg}");
+    println!("{}✔ {msg}", prefix());
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("⚠ {msg}");
+    eprintln!("{}⚠ {msg}", prefix());
 }
 
 pub fn error(msg: &str) {
-    eprintln!("✖ {msg}");
+    eprintln!("{}✖ {msg}", prefix());
+}
+
+/// A plain detail line (table counts).
+pub fn detail(msg: &str) {
+    println!("{}   {msg}", prefix());
 }
 
 /// Rejected rows printed in full before the rest are only counted.

@@ -30,7 +30,18 @@ pub fn redact(url: &str) -> String {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
             }
-            u.to_string()
+            // libpq-style `?password=…` is accepted too, so it is hidden the same way.
+            if u.query_pairs().any(|(k, _)| k == "password") {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "password" { "***".to_string() } else { v.into_owned() };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string().replace("%2A%2A%2A", "***")
         }
         Err(_) => "<unparsable URL>".into(),
     }
@@ -63,6 +74,11 @@ impl PgServer {
             user: options.get_username().to_string(),
             options,
         })
+    }
+
+    /// The database the URL names (where `CREATE DATABASE` runs), if any.
+    pub fn admin_database(&self) -> Option<&str> {
+        self.options.get_database()
     }
 
     /// Options for connecting to one database of this server.
@@ -171,11 +187,15 @@ fn check_identifier(name: &str) -> Result<(), String> {
 /// Remove a URL (and its password) from a message.
 fn scrub(message: &str, url: &str) -> String {
     let mut m = message.replace(url, &redact(url));
-    if let Ok(u) = url::Url::parse(url)
-        && let Some(p) = u.password()
-        && !p.is_empty()
-    {
-        m = m.replace(p, "***");
+    if let Ok(u) = url::Url::parse(url) {
+        let secrets = u
+            .password()
+            .map(str::to_string)
+            .into_iter()
+            .chain(u.query_pairs().filter(|(k, _)| k == "password").map(|(_, v)| v.into_owned()));
+        for p in secrets.filter(|p| !p.is_empty()) {
+            m = m.replace(&p, "***");
+        }
     }
     m
 }
@@ -193,6 +213,10 @@ mod tests {
         assert!(PgServer::parse("not a url").unwrap_err().contains("ABT_NODE_POSTGRES_URL"));
         assert!(PgServer::parse("mysql://x@y/z").is_err());
         assert_eq!(redact("garbage"), "<unparsable URL>");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=p4ss"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
         assert!(check_identifier("blocklet_db_zNK1").is_ok());
         assert!(check_identifier("x\"; DROP").is_err());
     }

@@ -1,8 +1,11 @@
 //! The wasm sandbox: one engine, one store per job, and the host side of the WIT imports.
 //!
 //! The component gets no filesystem, network, environment or stdio (an empty WASI context);
-//! it reaches only the database handles the host puts into its store, and its linear memory
-//! is capped.
+//! it reaches only the database handles the host puts into its store; every SQL statement it
+//! asks for is checked against an allowlist ([`crate::sql_guard`] for PostgreSQL, a statement
+//! allowlist for SQLite targets); its linear memory is capped, and so is the time it may
+//! compute without coming back to the host (an epoch deadline). Logs are rate- and
+//! size-limited. Hitting a limit traps the component and names the limit.
 
 use crate::bindings::blocklet::migrate::database::{self as wit_db, Dialect};
 use crate::bindings::blocklet::migrate::events::{self as wit_events, Level, RejectedRow};
@@ -11,10 +14,10 @@ use crate::bindings::exports::blocklet::migrate::migrator as api;
 use crate::bindings::{Batch, DbError, ErrorKind, Migration};
 use crate::postgres::{PgTarget, PgWriter};
 use crate::sqlite::SqliteSource;
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use tokio::sync::mpsc;
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// The component built from `guest/` and embedded at build time.
@@ -25,6 +28,13 @@ pub const HOST_WIT_VERSION: &str = "1.1.0";
 
 /// Default cap on the component's linear memory.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 << 20;
+
+/// Default cap on how long the component may compute without calling the host. It calls
+/// the host at least once per batch, so anything near this is a hang.
+pub const DEFAULT_CPU_SECONDS: u64 = 30;
+
+/// Default wall-clock limit of a job: generous for the largest installs, finite for a hang.
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 12 * 3600;
 
 /// A database the host opened for the job (the WIT `handle`): a read-only source or a
 /// writable target, of either engine.
@@ -65,16 +75,26 @@ impl HandleResource {
         self.deny_read_only()?;
         match self {
             HandleResource::Sqlite(s) => s.execute(statement).await,
-            HandleResource::Postgres(p) => p.execute(statement).await,
-            HandleResource::Discard(_) => Ok(0),
+            HandleResource::Postgres(p) => {
+                crate::sql_guard::check_target_statement(statement).map_err(|m| DbError::new(ErrorKind::Denied, m))?;
+                p.execute(statement).await
+            }
+            // A dry run refuses what the real run would refuse.
+            HandleResource::Discard(_) => {
+                crate::sql_guard::check_target_statement(statement).map_err(|m| DbError::new(ErrorKind::Denied, m))?;
+                Ok(0)
+            }
         }
     }
 
     async fn query(&self, statement: &str) -> Result<Batch, DbError> {
         match self {
             HandleResource::Sqlite(s) => s.query(statement).await,
-            // Sources run inside a read-only transaction, so a query cannot write.
-            HandleResource::Postgres(p) => p.query(statement).await,
+            // Checked, and sources also run inside a read-only transaction.
+            HandleResource::Postgres(p) => {
+                crate::sql_guard::check_read_only_query(statement).map_err(|m| DbError::new(ErrorKind::Denied, m))?;
+                p.query(statement).await
+            }
             HandleResource::Discard(_) => Ok(Batch::empty(0, 0)),
         }
     }
@@ -83,6 +103,8 @@ impl HandleResource {
 /// A stream of batches (the WIT `cursor`).
 pub struct CursorResource {
     batches: mpsc::Receiver<Result<Batch, DbError>>,
+    /// The handle it reads from, busy until the cursor is exhausted or dropped.
+    handle: u32,
 }
 
 /// A bulk load (the WIT `bulk-writer`): binary COPY into PostgreSQL, prepared inserts into
@@ -114,8 +136,172 @@ pub trait EventSink: Send {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    memory: MemoryCap,
     events: Box<dyn EventSink>,
+    /// Host calls so far; the epoch callback treats ticks without a new one as guest compute.
+    host_calls: u64,
+    calls_at_last_tick: u64,
+    busy_ticks: u64,
+    cpu_limit_ticks: u64,
+    cpu_limit_hit: bool,
+    logs: LogBudget,
+    progress_budget: LogBudget,
+    rejects_seen: u64,
+    /// Handles with an open cursor or COPY: anything else on them would wait forever.
+    busy_handles: std::collections::HashSet<u32>,
+    copy_handles: std::collections::HashSet<u32>,
+    writer_handles: std::collections::HashMap<u32, u32>,
+    /// Whether the job may drop tables (`--force`): the host enforces it, not the component.
+    allow_drop: bool,
+}
+
+impl HostState {
+    /// Refuse to use a handle while a cursor or COPY on it is open.
+    fn check_idle(&self, h: &Resource<HandleResource>) -> Result<(), DbError> {
+        if self.busy_handles.contains(&h.rep()) {
+            Err(DbError::new(
+                ErrorKind::InvalidInput,
+                "a cursor or bulk load is still open on this handle: exhaust, finish or drop it first",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The component's resource limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// How long the component may compute without calling the host for database work.
+    pub cpu_seconds: u64,
+    /// Wall-clock limit of the whole job (0: none); covers a component stuck in a host call.
+    pub timeout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: DEFAULT_MEMORY_LIMIT,
+            cpu_seconds: DEFAULT_CPU_SECONDS,
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+        }
+    }
+}
+
+/// How often the engine's epoch advances.
+const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Caps the store's linear memory (all memories together) and the number of instances,
+/// memories and tables, and remembers that it refused, so the error can name the limit.
+struct MemoryCap {
+    limit: usize,
+    used: usize,
+    hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.used = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Log lines a component may emit: a burst, then a steady rate; longer lines are cut.
+struct LogBudget {
+    tokens: f64,
+    last: std::time::Instant,
+    dropped: u64,
+}
+
+const LOG_BURST: f64 = 200.0;
+const LOG_PER_SECOND: f64 = 50.0;
+const LOG_MAX_BYTES: usize = 2048;
+/// Longest field of a rejected row the host keeps.
+const REJECT_FIELD_MAX_BYTES: usize = 1024;
+
+impl LogBudget {
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * LOG_PER_SECOND).min(LOG_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
+/// The first word of a statement, after whitespace and SQL comments.
+fn first_keyword(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            break;
+        }
+    }
+    rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect()
+}
+
+/// Rejected rows recorded per job; beyond this they are counted only.
+const MAX_REJECTS_KEPT: u64 = 1_000_000;
+
+/// Text from a component, safe to print: control characters (terminal escapes) are shown
+/// as `\u{..}` instead of being sent to the operator's terminal.
+pub fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
+/// A component's multi-line message, safe to print: bounded, control characters escaped, and
+/// every continuation line indented so it cannot pass for one of the host's own lines.
+pub fn printable_message(s: &str) -> String {
+    let s = truncate(s.to_string(), 8192);
+    s.split('\n').map(|line| printable(line.trim_start())).collect::<Vec<_>>().join("\n    ")
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
 }
 
 impl WasiView for HostState {
@@ -140,6 +326,10 @@ impl wit_db::HostHandle for HostState {
     }
 
     async fn list_tables(&mut self, h: Resource<HandleResource>) -> wasmtime::Result<Result<Vec<String>, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
         Ok(match self.table.get(&h)? {
             HandleResource::Sqlite(s) => s.list_tables().await,
             HandleResource::Postgres(p) => p.list_tables().await,
@@ -152,6 +342,10 @@ impl wit_db::HostHandle for HostState {
         h: Resource<HandleResource>,
         table: String,
     ) -> wasmtime::Result<Result<Option<types::TableInfo>, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
         Ok(match self.table.get(&h)? {
             HandleResource::Sqlite(s) => s.describe_table(&table).await,
             HandleResource::Postgres(p) => p.describe_table(&table).await,
@@ -164,6 +358,10 @@ impl wit_db::HostHandle for HostState {
         h: Resource<HandleResource>,
         table: String,
     ) -> wasmtime::Result<Result<u64, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
         Ok(match self.table.get(&h)? {
             HandleResource::Sqlite(s) => s.count_rows(&table).await,
             HandleResource::Postgres(p) => p.count_rows(&table).await,
@@ -179,13 +377,20 @@ impl wit_db::HostHandle for HostState {
         order_by: Vec<String>,
         batch_rows: u32,
     ) -> wasmtime::Result<Result<Resource<CursorResource>, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
         let batches = match self.table.get(&h)? {
             HandleResource::Sqlite(s) => s.read(&table, &columns, &order_by, batch_rows),
             HandleResource::Postgres(p) => p.read(&table, &columns, &order_by, batch_rows).await,
             HandleResource::Discard(_) => Ok(mpsc::channel(1).1),
         };
         Ok(match batches {
-            Ok(batches) => Ok(self.table.push(CursorResource { batches })?),
+            Ok(batches) => {
+                self.busy_handles.insert(h.rep());
+                Ok(self.table.push(CursorResource { batches, handle: h.rep() })?)
+            }
             Err(e) => Err(e),
         })
     }
@@ -195,6 +400,16 @@ impl wit_db::HostHandle for HostState {
         h: Resource<HandleResource>,
         statement: String,
     ) -> wasmtime::Result<Result<u64, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
+        if !self.allow_drop && first_keyword(&statement).eq_ignore_ascii_case("DROP") {
+            return Ok(Err(DbError::new(
+                ErrorKind::Denied,
+                "DROP is only allowed when the job was started with --force",
+            )));
+        }
         Ok(self.table.get(&h)?.execute(&statement).await)
     }
 
@@ -203,6 +418,10 @@ impl wit_db::HostHandle for HostState {
         h: Resource<HandleResource>,
         statement: String,
     ) -> wasmtime::Result<Result<Batch, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
         Ok(self.table.get(&h)?.query(&statement).await)
     }
 
@@ -212,6 +431,10 @@ impl wit_db::HostHandle for HostState {
         table: String,
         columns: Vec<String>,
     ) -> wasmtime::Result<Result<Resource<WriterResource>, DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
         let handle = self.table.get(&h)?;
         if let Err(e) = handle.deny_read_only() {
             return Ok(Err(e));
@@ -225,7 +448,16 @@ impl wit_db::HostHandle for HostState {
             }
         };
         Ok(match writer {
-            Ok(w) => Ok(self.table.push(w)?),
+            Ok(w) => {
+                if matches!(w, WriterResource::Postgres(_)) {
+                    // A COPY holds the connection until it finishes.
+                    self.busy_handles.insert(h.rep());
+                    self.copy_handles.insert(h.rep());
+                }
+                let w = self.table.push(w)?;
+                self.writer_handles.insert(w.rep(), h.rep());
+                Ok(w)
+            }
             Err(e) => Err(e),
         })
     }
@@ -241,18 +473,26 @@ impl wit_db::HostHandle for HostState {
 
 impl wit_db::HostCursor for HostState {
     async fn next_batch(&mut self, c: Resource<CursorResource>) -> wasmtime::Result<Result<Option<Batch>, DbError>> {
+        self.host_calls += 1;
         let cursor = self.table.get_mut(&c)?;
-        Ok(cursor.batches.recv().await.transpose())
+        let next = cursor.batches.recv().await.transpose();
+        if !matches!(next, Ok(Some(_))) {
+            let handle = cursor.handle;
+            self.busy_handles.remove(&handle);
+        }
+        Ok(next)
     }
 
     async fn drop(&mut self, c: Resource<CursorResource>) -> wasmtime::Result<()> {
-        self.table.delete(c)?;
+        let cursor = self.table.delete(c)?;
+        self.busy_handles.remove(&cursor.handle);
         Ok(())
     }
 }
 
 impl wit_db::HostBulkWriter for HostState {
     async fn write(&mut self, w: Resource<WriterResource>, rows: Batch) -> wasmtime::Result<Result<(), DbError>> {
+        self.host_calls += 1;
         let (target, table, columns) = match self.table.get_mut(&w)? {
             WriterResource::Postgres(p) => return Ok(p.write(rows).await),
             WriterResource::Discard { columns, rows: count } => {
@@ -277,6 +517,11 @@ impl wit_db::HostBulkWriter for HostState {
     }
 
     async fn finish(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
+        self.host_calls += 1;
+        if let Some(handle) = self.writer_handles.get(&w.rep()).copied() {
+            self.busy_handles.remove(&handle);
+            self.copy_handles.remove(&handle);
+        }
         Ok(match self.table.get_mut(&w)? {
             WriterResource::Postgres(p) => p.finish().await,
             WriterResource::Discard { rows, .. } => Ok(*rows),
@@ -288,14 +533,21 @@ impl wit_db::HostBulkWriter for HostState {
     }
 
     async fn drop(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<()> {
+        if let Some(handle) = self.writer_handles.remove(&w.rep()) {
+            self.busy_handles.remove(&handle);
+            self.copy_handles.remove(&handle);
+        }
         self.table.delete(w)?;
         Ok(())
     }
 }
 
 impl wit_events::Host for HostState {
+    // Events do not count as host activity for the CPU limit: a loop that only logs is a hang.
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        self.events.log(level, &message);
+        if self.logs.allow() {
+            self.events.log(level, &printable(&truncate(message, LOG_MAX_BYTES)));
+        }
         Ok(())
     }
 
@@ -306,12 +558,37 @@ impl wit_events::Host for HostState {
         rows_done: u64,
         rows_total: u64,
     ) -> wasmtime::Result<()> {
-        self.events.progress(&database, &table, rows_done, rows_total);
+        if self.progress_budget.allow() {
+            self.events.progress(
+                &printable(&truncate(database, 256)),
+                &printable(&truncate(table, 256)),
+                rows_done,
+                rows_total,
+            );
+        }
         Ok(())
     }
 
     async fn reject(&mut self, row: RejectedRow) -> wasmtime::Result<()> {
-        self.events.reject(row);
+        self.rejects_seen += 1;
+        if self.rejects_seen > MAX_REJECTS_KEPT {
+            if self.rejects_seen == MAX_REJECTS_KEPT + 1 {
+                self.events.log(
+                    Level::Error,
+                    &format!("more than {MAX_REJECTS_KEPT} rejected rows: only counting from here on"),
+                );
+            }
+            return Ok(());
+        }
+        let cap = |s: String| printable(&truncate(s, REJECT_FIELD_MAX_BYTES));
+        self.events.reject(RejectedRow {
+            database: cap(row.database),
+            table: cap(row.table),
+            primary_key: cap(row.primary_key),
+            column: cap(row.column),
+            value_excerpt: cap(row.value_excerpt),
+            reason: cap(row.reason),
+        });
         Ok(())
     }
 }
@@ -324,49 +601,202 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Compile `component` (a wasm component binary) and link the host's imports.
-    pub fn new(component: &[u8]) -> anyhow::Result<Runtime> {
+    /// An engine for hosting many jobs at once: the pooling allocator with room for `slots`
+    /// instances of at most `max_memory` bytes each, and the epoch ticker.
+    pub fn pooled_engine(slots: u32, max_memory: usize) -> anyhow::Result<Engine> {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 4)
+            .total_memories(slots * 4)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
+            .max_memory_size(max_memory);
+        Self::engine_with(Some(pool))
+    }
+
+    /// An engine set up for sandboxed migration components: epoch interruption on, with a
+    /// ticker thread that lives as long as the engine.
+    pub fn engine() -> anyhow::Result<Engine> {
+        Self::engine_with(None)
+    }
+
+    fn engine_with(pool: Option<wasmtime::PoolingAllocationConfig>) -> anyhow::Result<Engine> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        if let Some(pool) = pool {
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e}"))?;
-        let component = Component::new(&engine, component)
-            .map_err(|e| anyhow!("{e}"))
+        let weak = engine.weak();
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(engine)
+    }
+
+    /// Compile `component` (a wasm component binary) with a fresh engine and link the
+    /// host's imports. Compiled code is cached on disk (see [`crate::component_cache`]).
+    pub fn new(component: &[u8]) -> anyhow::Result<Runtime> {
+        Self::with_engine(&Self::engine()?, component)
+    }
+
+    /// Like [`Runtime::new`], sharing an existing engine (one per process when hosting many jobs).
+    pub fn with_engine(engine: &Engine, component: &[u8]) -> anyhow::Result<Runtime> {
+        let cache = crate::component_cache::default_cache_dir();
+        let (component, _outcome) = crate::component_cache::load_component(engine, component, cache.as_deref())
             .context("the migration component is not a valid wasm component")?;
-        let mut linker = Linker::new(&engine);
+        let exports: Vec<String> =
+            component.component_type().exports(engine).map(|(name, _)| name.to_string()).collect();
+        check_wit_version(&exports)?;
+        let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
         Migration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| anyhow!("{e}"))?;
-        Ok(Runtime { engine, linker, component })
+        Ok(Runtime { engine: engine.clone(), linker, component })
     }
 
     /// A fresh sandboxed instance for one job.
-    pub async fn instantiate(&self, events: Box<dyn EventSink>, memory_limit: usize) -> anyhow::Result<Instance> {
+    pub async fn instantiate(&self, events: Box<dyn EventSink>, limits: Limits) -> anyhow::Result<Instance> {
         let state = HostState {
             wasi: WasiCtxBuilder::new().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new().memory_size(memory_limit).instances(4).build(),
+            memory: MemoryCap { limit: limits.memory_bytes, used: 0, hit: false },
             events,
+            host_calls: 0,
+            calls_at_last_tick: 0,
+            busy_ticks: 0,
+            cpu_limit_ticks: (limits.cpu_seconds * 1000 / EPOCH_TICK.as_millis() as u64).max(1),
+            cpu_limit_hit: false,
+            logs: LogBudget { tokens: LOG_BURST, last: std::time::Instant::now(), dropped: 0 },
+            progress_budget: LogBudget { tokens: LOG_BURST, last: std::time::Instant::now(), dropped: 0 },
+            rejects_seen: 0,
+            busy_handles: Default::default(),
+            copy_handles: Default::default(),
+            writer_handles: Default::default(),
+            allow_drop: false,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            if s.host_calls != s.calls_at_last_tick {
+                s.calls_at_last_tick = s.host_calls;
+                s.busy_ticks = 0;
+            } else {
+                s.busy_ticks += 1;
+            }
+            if s.busy_ticks >= s.cpu_limit_ticks {
+                s.cpu_limit_hit = true;
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // Yield so that other jobs on the same threads make progress too.
+            Ok(UpdateDeadline::Yield(1))
+        });
         let bindings = Migration::instantiate_async(&mut store, &self.component, &self.linker)
             .await
             .map_err(|e| anyhow!("{e}"))
             .context("cannot instantiate the migration component (was it built for this WIT version?)")?;
-        Ok(Instance { store, bindings })
+        let deadline = (limits.timeout_seconds > 0)
+            .then(|| std::time::Instant::now() + std::time::Duration::from_secs(limits.timeout_seconds));
+        Ok(Instance { store, bindings, limits, deadline })
     }
+}
+
+/// Refuse a component built for another major version of the WIT package, or for a newer
+/// minor one than this host implements, naming both versions.
+fn check_wit_version(exports: &[String]) -> anyhow::Result<()> {
+    let host: Vec<u64> = HOST_WIT_VERSION.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    for name in exports {
+        let Some(version) = name.strip_prefix("blocklet:migrate/migrator@") else { continue };
+        let v: Vec<u64> = version.split(['.', '-', '+']).take(3).map(|p| p.parse().unwrap_or(0)).collect();
+        if v.len() < 2 || v[0] != host[0] || v[1] > host[1] {
+            bail!(
+                "the component was built for blocklet:migrate@{version}, but this host implements blocklet:migrate@{HOST_WIT_VERSION}: \
+                 it needs the same major version and a minor version no newer than the host's"
+            );
+        }
+        if v[1] < host[1] {
+            bail!(
+                "the component was built for blocklet:migrate@{version}; this host implements blocklet:migrate@{HOST_WIT_VERSION} \
+                 and needs the {}.{} exports (rebuild the component against the current WIT)",
+                host[0],
+                host[1]
+            );
+        }
+        return Ok(());
+    }
+    bail!("the file is not a blocklet-migrate component: it exports no blocklet:migrate/migrator interface")
 }
 
 /// One sandboxed component instance and the handles it may use.
 pub struct Instance {
     store: Store<HostState>,
     bindings: Migration,
+    limits: Limits,
+    deadline: Option<std::time::Instant>,
 }
 
-fn trap(e: wasmtime::Error) -> anyhow::Error {
-    anyhow!("the migration component failed: {e:?}")
+/// Await a component call within the job's wall-clock limit, explaining traps.
+macro_rules! guarded {
+    ($self:ident, $call:expr) => {{
+        match $self.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())) {
+            Some(left) => match tokio::time::timeout(left, $call).await {
+                Ok(result) => result.map_err(|e| $self.trap(e)),
+                Err(_) => Err(anyhow!(
+                    "the migration job exceeded its time limit of {} s (--timeout)",
+                    $self.limits.timeout_seconds
+                )),
+            },
+            None => $call.await.map_err(|e| $self.trap(e)),
+        }
+    }};
 }
 
 impl Instance {
+    /// Explain a trap, naming the limit when one was hit.
+    fn trap(&self, e: wasmtime::Error) -> anyhow::Error {
+        let state = self.store.data();
+        if state.cpu_limit_hit {
+            anyhow!(
+                "the migration component exceeded its CPU limit: {} s of computation without calling the host (--cpu-limit)",
+                self.limits.cpu_seconds
+            )
+        } else if state.memory.hit {
+            anyhow!(
+                "the migration component exceeded its memory limit of {} MiB (--memory-limit)",
+                self.limits.memory_bytes >> 20
+            )
+        } else {
+            // The root cause names the trap; the wasm backtrace is noise to an operator.
+            anyhow!("the migration component failed: {}", printable(&e.root_cause().to_string()))
+        }
+    }
+
+    /// Drop everything the component still holds (cursors, bulk loads, handles): after a
+    /// failure, open COPYs abort and connections close, so cleanup is not blocked by them.
+    pub fn release_all(&mut self) {
+        let state = self.store.data_mut();
+        drop(std::mem::take(&mut state.table));
+        state.busy_handles.clear();
+        state.copy_handles.clear();
+        state.writer_handles.clear();
+    }
+
+    /// Allow the component to drop tables (the job was started with `--force`).
+    pub fn allow_drop(&mut self, allow: bool) {
+        self.store.data_mut().allow_drop = allow;
+    }
+
+    /// Log lines the component emitted beyond its rate limit.
+    pub fn dropped_log_lines(&self) -> u64 {
+        self.store.data().logs.dropped
+    }
+
     /// Give the component access to a database.
     pub fn add_handle(&mut self, handle: HandleResource) -> anyhow::Result<Resource<HandleResource>> {
         Ok(self.store.data_mut().table.push(handle)?)
@@ -382,11 +812,11 @@ impl Instance {
     }
 
     pub async fn info(&mut self) -> anyhow::Result<api::ComponentInfo> {
-        self.bindings.blocklet_migrate_migrator().call_info(&mut self.store).await.map_err(trap)
+        guarded!(self, self.bindings.blocklet_migrate_migrator().call_info(&mut self.store))
     }
 
     pub async fn layout(&mut self) -> anyhow::Result<api::SourceLayout> {
-        self.bindings.blocklet_migrate_migrator().call_layout(&mut self.store).await.map_err(trap)
+        guarded!(self, self.bindings.blocklet_migrate_migrator().call_layout(&mut self.store))
     }
 
     pub async fn plan_to_postgres(
@@ -395,11 +825,7 @@ impl Instance {
         files: &[String],
     ) -> anyhow::Result<Result<Vec<api::PlannedDatabase>, api::Failure>> {
         let index = index.map(Self::borrow);
-        self.bindings
-            .blocklet_migrate_migrator()
-            .call_plan_to_postgres(&mut self.store, index, files)
-            .await
-            .map_err(trap)
+        guarded!(self, self.bindings.blocklet_migrate_migrator().call_plan_to_postgres(&mut self.store, index, files))
     }
 
     pub async fn plan_to_sqlite(
@@ -407,11 +833,14 @@ impl Instance {
         index: &Resource<HandleResource>,
         databases: &[String],
     ) -> anyhow::Result<Result<Vec<api::PlannedDatabase>, api::Failure>> {
-        self.bindings
-            .blocklet_migrate_migrator()
-            .call_plan_to_sqlite(&mut self.store, Self::borrow(index), databases)
-            .await
-            .map_err(trap)
+        guarded!(
+            self,
+            self.bindings.blocklet_migrate_migrator().call_plan_to_sqlite(
+                &mut self.store,
+                Self::borrow(index),
+                databases
+            )
+        )
     }
 
     pub async fn migrate_to_sqlite(
@@ -421,11 +850,16 @@ impl Instance {
         target: &Resource<HandleResource>,
         options: api::Options,
     ) -> anyhow::Result<Result<api::DatabaseReport, api::Failure>> {
-        self.bindings
-            .blocklet_migrate_migrator()
-            .call_migrate_to_sqlite(&mut self.store, db, Self::borrow(source), Self::borrow(target), &options)
-            .await
-            .map_err(trap)
+        guarded!(
+            self,
+            self.bindings.blocklet_migrate_migrator().call_migrate_to_sqlite(
+                &mut self.store,
+                db,
+                Self::borrow(source),
+                Self::borrow(target),
+                &options
+            )
+        )
     }
 
     pub async fn migrate_to_postgres(
@@ -435,10 +869,15 @@ impl Instance {
         target: &Resource<HandleResource>,
         options: api::Options,
     ) -> anyhow::Result<Result<api::DatabaseReport, api::Failure>> {
-        self.bindings
-            .blocklet_migrate_migrator()
-            .call_migrate_to_postgres(&mut self.store, db, Self::borrow(source), Self::borrow(target), &options)
-            .await
-            .map_err(trap)
+        guarded!(
+            self,
+            self.bindings.blocklet_migrate_migrator().call_migrate_to_postgres(
+                &mut self.store,
+                db,
+                Self::borrow(source),
+                Self::borrow(target),
+                &options
+            )
+        )
     }
 }

@@ -359,6 +359,11 @@ impl Visitor for Guard {
             return ControlFlow::Break("refused SELECT … FOR UPDATE/SHARE: queries must not lock rows".into());
         }
         if let Some(with) = &query.with {
+            if with.recursive {
+                return ControlFlow::Break(
+                    "refused WITH RECURSIVE: a recursive query can run (and return rows) without end".into(),
+                );
+            }
             for cte in &with.cte_tables {
                 if let Err(e) = read_only_set_expr(&cte.query.body) {
                     return ControlFlow::Break(e);
@@ -954,6 +959,11 @@ mod tests {
             check_read_only_query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
         check_read_only_query(r#"SELECT count(*) FROM public."users""#).unwrap();
+        // to_sqlite reads a PostgreSQL source's sequence
+        check_read_only_query(
+            r#"SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM public."tags_id_seq""#,
+        )
+        .unwrap();
         check_read_only_query("SELECT 1").unwrap();
         for (sql, reason) in [
             (GENERATED[8], "setval"),
@@ -1101,6 +1111,11 @@ mod tests {
         (
             "WITH x AS (INSERT INTO public.\"SequelizeMeta\" (name) VALUES ('a') RETURNING *) SELECT * FROM x",
             "data-modifying",
+        ),
+        ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", "WITH RECURSIVE"),
+        (
+            "SELECT (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c)",
+            "WITH RECURSIVE",
         ),
         ("", "empty"),
         ("   -- only a comment\n", "empty"),

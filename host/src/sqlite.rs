@@ -8,6 +8,7 @@
 
 use crate::bindings::blocklet::migrate::types::{ColumnInfo, TableInfo};
 use crate::bindings::{Batch, DbError, ErrorKind, MAX_BATCH_BYTES, ValueTag};
+use crate::postgres::MAX_QUERY_ROWS;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -74,7 +75,9 @@ impl SqliteSource {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| sqlite_error(path, e))?;
-        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN")
+        // Foreign keys stay off while building, as in the server's own SQLite files: the load
+        // order already puts parents first, and rejected rows are reported, not cascaded.
+        conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN")
             .map_err(|e| sqlite_error(path, e))?;
         Self::serve_on_thread(conn, path, true)
     }
@@ -185,24 +188,112 @@ impl SqliteSource {
     }
 }
 
-fn serve(conn: Connection, path: &Path, commands: std_mpsc::Receiver<Command>) {
+/// The first keyword of a statement, after whitespace and comments.
+fn first_keyword(sql: &str) -> String {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            break;
+        }
+    }
+    rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase()
+}
+
+/// What a component may do to a SQLite target: create tables and indexes, insert rows,
+/// maintain `sqlite_sequence`, analyze and read. No ATTACH, PRAGMA, VACUUM, triggers,
+/// views, deletes or drops: nothing that reaches another file or outlives the build.
+fn guest_statement_allowed(sql: &str) -> Result<(), DbError> {
+    const ALLOWED: [&str; 6] = ["CREATE", "INSERT", "UPDATE", "ANALYZE", "SELECT", "WITH"];
+    let keyword = first_keyword(sql);
+    if ALLOWED.contains(&keyword.as_str()) {
+        Ok(())
+    } else {
+        Err(DbError::new(ErrorKind::Denied, format!("refused a {keyword} statement on a SQLite target")))
+    }
+}
+
+/// SQLite's own check of every statement a component prepares.
+fn guest_authorizer(ctx: rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization {
+    use rusqlite::hooks::{AuthAction as A, Authorization};
+    const FUNCTIONS: [&str; 14] = [
+        "max",
+        "min",
+        "count",
+        "coalesce",
+        "ifnull",
+        "json_extract",
+        "lower",
+        "upper",
+        "length",
+        "abs",
+        "typeof",
+        "sum",
+        "total",
+        "avg",
+    ];
+    let ok = match ctx.action {
+        // AUTOINCREMENT creates sqlite_sequence; schema changes write sqlite_master.
+        // ANALYZE keeps its statistics in sqlite_stat1, replacing old rows.
+        A::CreateTable { table_name } => {
+            !table_name.starts_with("sqlite_") || matches!(table_name, "sqlite_sequence" | "sqlite_stat1")
+        }
+        A::Delete { table_name } => table_name == "sqlite_stat1",
+        A::CreateIndex { table_name, .. } => !table_name.starts_with("sqlite_"),
+        // CREATE INDEX fills the new index (a "reindex" to the authorizer).
+        A::Insert { .. } | A::Read { .. } | A::Select | A::Analyze { .. } | A::Reindex { .. } => true,
+        A::Update { table_name, .. } => matches!(table_name, "sqlite_sequence" | "sqlite_master" | "sqlite_stat1"),
+        A::Function { function_name } => {
+            FUNCTIONS.contains(&function_name.to_ascii_lowercase().as_str())
+                || function_name.starts_with("sqlite_stat_")
+        }
+        _ => false,
+    };
+    if ok { Authorization::Allow } else { Authorization::Deny }
+}
+
+fn serve(mut conn: Connection, path: &Path, commands: std_mpsc::Receiver<Command>) {
     let err = |e| sqlite_error(path, e);
     for command in commands {
         match command {
             Command::Execute(sql, reply) => {
-                let r = conn.prepare(&sql).and_then(|mut st| st.raw_execute()).map(|n| n as u64).map_err(err);
+                let r = guest_statement_allowed(&sql).and_then(|_| {
+                    let _ = conn.authorizer(Some(guest_authorizer));
+                    let r = conn.prepare(&sql).and_then(|mut st| st.raw_execute()).map(|n| n as u64).map_err(err);
+                    let _ =
+                        conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>);
+                    r
+                });
                 let _ = reply.send(r);
+            }
+            Command::Query(sql, reply) if !matches!(first_keyword(&sql).as_str(), "SELECT" | "WITH") => {
+                let _ = reply.send(Err(DbError::new(ErrorKind::Denied, "only SELECT queries are allowed")));
             }
             Command::Query(sql, reply) => {
                 let r = conn.prepare(&sql).map(|st| st.column_count()).and_then(|columns| {
                     let mut all = None;
-                    read_batches(&conn, &sql, columns, usize::MAX, usize::MAX, &mut |b| {
+                    // Small results only; one batch past the cap means the query is too big.
+                    read_batches(&conn, &sql, columns, MAX_QUERY_ROWS + 1, MAX_BATCH_BYTES, &mut |b| {
                         all = Some(b);
-                        true
+                        false
                     })?;
                     Ok(all.unwrap_or_else(|| Batch::empty(columns, 0)))
                 });
-                let _ = reply.send(r.map_err(err));
+                let r = r.map_err(err).and_then(|b| {
+                    if b.rows as usize > MAX_QUERY_ROWS || b.payload_bytes() >= MAX_BATCH_BYTES {
+                        Err(DbError::new(
+                            ErrorKind::Limit,
+                            format!("{}: a query result over the host's limit", path.display()),
+                        ))
+                    } else {
+                        Ok(b)
+                    }
+                });
+                let _ = reply.send(r);
             }
             Command::Insert { sql, rows, reply } => {
                 let _ = reply.send(insert_rows(&conn, &sql, &rows).map_err(|e| match e {

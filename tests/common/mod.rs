@@ -24,6 +24,12 @@
 //!   Column types come from the reference `schema-facts.json`. See [`ColKind`] for the canonical forms.
 //! * **Source integrity.** [`hash_tree`] takes the sha256 of every file in a tree, to prove that the tool left
 //!   the SQLite source unchanged.
+//! * **PostgreSQL → SQLite.** [`compare_sqlite_files`] compares two SQLite files table by table in the same
+//!   canonical form; [`value_form_problems`] checks that values are stored the way the server writes them;
+//!   [`normalize_sqlite_schema`] / [`sqlite_schema_diff`] compare `.schema` output with the reference
+//!   `sqlite-*.sql`; [`PgCluster::table_dump`] and [`PgCluster::sequences`] compare two clusters;
+//!   [`run_migrate_killed_after`] SIGKILLs a run; [`SqliteHolder`] keeps a file open from another process
+//!   like a live server.
 //!
 //! SQLite files are always read through a [`SqliteSnapshot`]: a private copy of `<db>` and `<db>-wal`.
 //! The file under test is never opened in place, so reading it can't checkpoint the WAL or change
@@ -75,7 +81,30 @@ pub fn tests_dir() -> PathBuf {
 
 /// The read-only demo fixture: a directory that contains `.blocklet-server/`.
 pub fn fixture_dir() -> PathBuf {
-    tests_dir().join("fixtures").join("blocklet-1.17.12-demo")
+    let dir = tests_dir().join("fixtures").join("blocklet-1.17.12-demo");
+    protect_fixture(&dir);
+    dir
+}
+
+/// Make the fixture's files read-only, so nothing (a sqlite3 run that checkpoints on close, a
+/// test pointed at the wrong dir) can fold its WAL into the main file: most rows live in the
+/// `-wal` files on purpose, and a fresh clone checks them out writable.
+fn protect_fixture(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o444));
+                }
+            }
+        }
+    });
 }
 
 /// Reference data from the real 1.17.12 migrate command.
@@ -2137,4 +2166,305 @@ pub fn utc_compact_stamp(secs: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Bad input and faults (tests/bad_input.rs, tests/faults.rs)
+// ------------------------------------------------------------------------------------------------
+
+impl PgCluster {
+    /// `count(*)` of every base table in schema `public` of `db`, in one psql call
+    /// (`query_to_xml` runs the counts server-side).
+    #[track_caller]
+    pub fn table_counts(&self, db: &str) -> BTreeMap<String, i64> {
+        let sql = "SELECT table_name, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM public.%I', \
+                   table_name), false, true, '')))[1]::text FROM information_schema.tables \
+                   WHERE table_schema = 'public' AND table_type = 'BASE TABLE'";
+        self.psql(db, sql)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (t, n) = l.rsplit_once('|').unwrap_or_else(|| panic!("unexpected row {l:?}"));
+                (t.to_string(), n.trim().parse().unwrap_or_else(|_| panic!("unexpected count in {l:?}")))
+            })
+            .collect()
+    }
+
+    /// [`PgCluster::table_counts`] of every database [`PgCluster::databases`] lists, keyed by `(database, table)`.
+    #[track_caller]
+    pub fn all_table_counts(&self) -> BTreeMap<(String, String), i64> {
+        let mut all = BTreeMap::new();
+        for db in self.databases() {
+            for (t, n) in self.table_counts(&db) {
+                all.insert((db.clone(), t), n);
+            }
+        }
+        all
+    }
+
+    /// Like [`PgCluster::assert_no_rows_anywhere`], with one psql call per database.
+    #[track_caller]
+    pub fn assert_all_tables_empty(&self, what: &str) {
+        let non_empty: Vec<String> = self
+            .all_table_counts()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|((db, t), n)| format!("  {db}.{t}: {n} rows"))
+            .collect();
+        assert!(non_empty.is_empty(), "{what}: data left behind:\n{}", non_empty.join("\n"));
+    }
+
+    /// Runs `sql` in `db` as `user` (with `password`, if any, through `PGPASSWORD`); never prompts.
+    pub fn try_psql_as(&self, user: &str, password: Option<&str>, db: &str, sql: &str) -> Result<String, String> {
+        let port = self.port.to_string();
+        let mut cmd = self.client_cmd("psql");
+        cmd.args(["-X", "-A", "-t", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port])
+            .args(["-U", user, "-d", db, "-c", sql]);
+        if let Some(pw) = password {
+            cmd.env("PGPASSWORD", pw);
+        }
+        let out = cmd.output().expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Replaces the cluster's `pg_hba.conf` with `rules` and reloads the configuration.
+    /// The reload is asynchronous: callers should check the effect (see [`PgCluster::try_psql_as`]).
+    #[track_caller]
+    pub fn set_hba(&self, rules: &str) {
+        let hba = self.data.join("pg_hba.conf");
+        // Written in place, so the file keeps its owner (`postgres` when the tests run as root).
+        fs::write(&hba, rules).unwrap_or_else(|e| panic!("write {}: {e}", hba.display()));
+        let out =
+            self.server_cmd("pg_ctl").arg("reload").arg("-D").arg(&self.data).output().expect("run pg_ctl reload");
+        assert!(out.status.success(), "pg_ctl reload failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// Overwrites every byte of `file` after the first `keep` bytes with deterministic pseudo-random
+/// bytes (xorshift), keeping the file's length.
+pub fn scramble_after(file: &Path, keep: usize, seed: u64) {
+    let mut bytes = fs::read(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let mut x = seed | 1;
+    for b in bytes.iter_mut().skip(keep) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 32) as u8;
+    }
+    fs::write(file, bytes).unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+}
+
+/// Folds a SQLite file's WAL into the main file and removes the `-wal`/`-shm`, so that the
+/// main file alone holds the database (for tests that damage the file's bytes).
+#[track_caller]
+pub fn sqlite_checkpoint_alone(db_file: &Path) {
+    sqlite_exec(db_file, "PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=DELETE;");
+    for suffix in ["-wal", "-shm"] {
+        let p = with_suffix(db_file, suffix);
+        if p.exists() {
+            fs::remove_file(&p).unwrap_or_else(|e| panic!("remove {}: {e}", p.display()));
+        }
+    }
+}
+
+/// sha256 of zero bytes.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// [`assert_same_tree`] for a source data dir whose databases a test changed with [`sqlite_exec`]:
+/// the `sqlite3` CLI checkpoints and deletes the `-wal` when it closes, and the next connection
+/// to the WAL-mode database, even a read-only one, creates an empty `-wal` again. An added
+/// **empty** `-wal` holds no data and is not counted as a change; anything else is.
+#[track_caller]
+pub fn assert_same_source(before: &BTreeMap<PathBuf, String>, data_dir: &Path, what: &str) {
+    let mut after = hash_tree(data_dir);
+    after.retain(|p, h| before.contains_key(p) || !(h == EMPTY_SHA256 && p.to_string_lossy().ends_with("-wal")));
+    assert_same_tree(before, &after, what);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Components, sandbox and multi-tenant hosting (tests/sandbox.rs, lifecycle.rs, multi_tenant.rs)
+// ------------------------------------------------------------------------------------------------
+
+/// The workspace root (`host/..`).
+pub fn workspace_root() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    fs::canonicalize(&dir).unwrap_or(dir)
+}
+
+/// Runs `cargo <args>` (the `CARGO` that runs the tests, else `cargo`) in the workspace root,
+/// without the settings meant for the host build (`RUSTFLAGS`, `CARGO_ENCODED_RUSTFLAGS`,
+/// `RUSTC_WORKSPACE_WRAPPER`, `CARGO_TARGET_DIR`), plus `env`. Panics with cargo's output on
+/// failure; returns how long it took.
+#[track_caller]
+pub fn cargo_build(args: &[&str], env: &[(&str, &str)]) -> Duration {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(args).current_dir(workspace_root()).stdin(Stdio::null());
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_TARGET_DIR"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let out = cmd.output().unwrap_or_else(|e| panic!("run cargo {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo {args:?} failed (is the wasm32-wasip2 target installed?):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+/// Builds the test components of `tests/components` (the hostile corpus and `wit-v2`) once per
+/// test binary, into `<workspace>/target/hostile-components`, and returns the directory that
+/// holds `hostile_<name>.wasm`.
+pub fn test_components_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace_root().join("target").join("hostile-components");
+        let manifest = tests_dir().join("components").join("Cargo.toml");
+        let took = cargo_build(
+            &[
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+                manifest.to_str().expect("utf-8 path"),
+                "--target-dir",
+                target.to_str().expect("utf-8 path"),
+            ],
+            &[],
+        );
+        eprintln!("test components built in {:.1}s", took.as_secs_f64());
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+/// The built test component of crate directory `name` (`infinite-loop` →
+/// `hostile_infinite_loop.wasm`).
+pub fn test_component(name: &str) -> PathBuf {
+    let path = test_components_dir().join(format!("hostile_{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// What a target cluster holds: every database (`postgres` included) with every table's row count
+/// (`(database, table) → rows`; a database without tables appears as `(database, "")` → 0).
+#[track_caller]
+pub fn target_state(pg: &PgCluster) -> BTreeMap<(String, String), i64> {
+    let mut state = BTreeMap::new();
+    let mut dbs = pg.databases();
+    dbs.push("postgres".into());
+    for db in dbs {
+        state.insert((db.clone(), String::new()), 0);
+        for (t, n) in pg.table_counts(&db) {
+            state.insert((db.clone(), t), n);
+        }
+    }
+    state
+}
+
+/// Runs `blocklet-migrate <args>` like [`run_migrate_killed_after`], and also reports how long it
+/// took. Panics with the partial output when it had to be killed after `limit`: a sandboxed
+/// failure must end the process by itself.
+#[track_caller]
+pub fn run_migrate_within(args: &[&str], cwd: &Path, env: &[(&str, &str)], limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let (out, killed) = run_migrate_killed_after(args, cwd, env, limit);
+    let took = start.elapsed();
+    assert!(!killed, "blocklet-migrate {args:?} did not exit by itself within {limit:?} and was killed: {out:?}");
+    (out, took)
+}
+
+impl PgCluster {
+    /// Starts `n` clusters at once, one thread each ([`PgCluster::start`] is safe to call
+    /// concurrently: each has its own temp dir and socket dir, and a port taken in the meantime
+    /// is retried with another).
+    pub fn start_many(n: usize) -> Vec<PgCluster> {
+        let threads: Vec<_> = (0..n).map(|_| thread::spawn(PgCluster::start)).collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| panic!("starting a PostgreSQL cluster failed")))
+            .collect()
+    }
+}
+
+/// A CLI run's exit code and output exactly as written (ANSI escapes and all).
+pub struct RawOutput {
+    /// Exit code; `128 + signal` if the process was killed by a signal.
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl RawOutput {
+    /// The [`Output`] [`run_migrate`] would have returned: lossy UTF-8, ANSI escapes removed.
+    pub fn output(&self) -> Output {
+        Output {
+            code: self.code,
+            stdout: strip_ansi(&String::from_utf8_lossy(&self.stdout)),
+            stderr: strip_ansi(&String::from_utf8_lossy(&self.stderr)),
+        }
+    }
+}
+
+/// Like [`run_migrate_within`] (same environment handling), but keeps the output as written.
+/// Panics with the partial output when the process had to be killed after `limit`.
+#[track_caller]
+pub fn run_migrate_raw(args: &[&str], cwd: &Path, env: &[(&str, &str)], limit: Duration) -> (RawOutput, Duration) {
+    let mut cmd = Command::new(bin_path());
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("ABT_NODE_POSTGRES_URL")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin_path().display()));
+    let mut out_pipe = child.stdout.take().expect("stdout pipe");
+    let mut err_pipe = child.stderr.take().expect("stderr pipe");
+    let out_t = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let (status, killed) = loop {
+        if let Some(st) = child.try_wait().expect("wait for blocklet-migrate") {
+            break (st, false);
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let st = child.wait().expect("wait after kill");
+            break (st, st.signal() == Some(9));
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let took = start.elapsed();
+    let raw = RawOutput {
+        code: status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    };
+    assert!(
+        !killed,
+        "blocklet-migrate {args:?} did not exit by itself within {limit:?} and was killed: {:?}",
+        raw.output()
+    );
+    (raw, took)
 }

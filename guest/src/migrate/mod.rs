@@ -44,16 +44,35 @@ pub struct DatabaseReport {
     pub rejected_rows: u64,
 }
 
+/// What kind of failure (WIT `failure-kind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    RejectedRows,
+    VerificationMismatch,
+    Refused,
+    Other,
+}
+
 /// Why a database could not be migrated (WIT `failure`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
+    pub kind: FailureKind,
     pub message: String,
     pub rejected_rows: u64,
 }
 
 impl Failure {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Failure { message: message.into(), rejected_rows: 0 }
+        Failure { kind: FailureKind::Other, message: message.into(), rejected_rows: 0 }
+    }
+
+    /// The job was refused as it should be (not empty, newer source, not a Blocklet database).
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Failure { kind: FailureKind::Refused, ..Failure::new(message) }
+    }
+
+    pub(crate) fn rejected(message: impl Into<String>, rejected_rows: u64) -> Self {
+        Failure { kind: FailureKind::RejectedRows, message: message.into(), rejected_rows }
     }
 }
 
@@ -82,7 +101,7 @@ pub(crate) fn check_known_migrations(source: &dyn Database, label: &str, catalog
         }
     }
     if !unknown.is_empty() {
-        return Err(Failure::new(format!(
+        return Err(Failure::refused(format!(
             "{label} was written by a newer Blocklet Server: its SequelizeMeta lists {} migration(s) this component does not know ({}). \
              This component knows the Blocklet Server {SERVER_VERSION} schema; use a newer migration component (--component FILE).",
             unknown.len(),
@@ -105,7 +124,7 @@ pub(crate) fn source_tables(
             continue;
         }
         let pg = catalog.table(&name).ok_or_else(|| {
-            Failure::new(format!(
+            Failure::refused(format!(
                 "{label} has a table {name} that the Blocklet Server {SERVER_VERSION} schema does not have; refusing to leave its rows behind"
             ))
         })?;
@@ -116,7 +135,7 @@ pub(crate) fn source_tables(
         let extra: Vec<&str> =
             info.columns.iter().filter(|c| pg.column(&c.name).is_none()).map(|c| c.name.as_str()).collect();
         if !extra.is_empty() {
-            return Err(Failure::new(format!(
+            return Err(Failure::refused(format!(
                 "{label} table {name} has column(s) {} that the Blocklet Server {SERVER_VERSION} schema does not have; refusing to drop their values",
                 extra.join(", ")
             )));
@@ -270,13 +289,16 @@ pub(crate) fn verify_table(
         }
     }
     if target_rows != copied.checksum.rows || read_back != copied.checksum {
-        return Err(Failure::new(format!(
-            "verification failed for {target_label}.{table}: source {} rows (checksum {}), target {} rows (checksum {})",
-            copied.checksum.rows,
-            copied.checksum.hex(),
-            target_rows,
-            read_back.hex()
-        )));
+        return Err(Failure {
+            kind: FailureKind::VerificationMismatch,
+            ..Failure::new(format!(
+                "verification failed for {target_label}.{table}: source {} rows (checksum {}), target {} rows (checksum {})",
+                copied.checksum.rows,
+                copied.checksum.hex(),
+                target_rows,
+                read_back.hex()
+            ))
+        });
     }
     Ok(TableReport {
         table: table.clone(),

@@ -15,7 +15,7 @@ use super::{
     Copied, DatabaseReport, Endpoints, Failure, Options, TableReport, check_known_migrations, copy_table, db_failure,
     first_line, source_tables, verify_table,
 };
-use crate::batch::excerpt;
+use crate::batch::{Value, excerpt};
 use crate::canonical::value_hash;
 use crate::catalog::{Catalog, META_TABLE};
 use crate::convert;
@@ -85,23 +85,23 @@ impl Job<'_> {
             return Ok(DatabaseReport { tables, rejected_rows: self.rejected_rows });
         }
         if key_violations > 0 {
-            return Err(Failure {
-                message: format!(
+            return Err(Failure::rejected(
+                format!(
                     "{key_violations} row(s) of {} violate keys PostgreSQL enforces (fix them in the source: \
                      --skip-rejects only skips values that cannot be converted); nothing was committed",
                     self.plan.sqlite_file
                 ),
-                rejected_rows: self.rejected_rows,
-            });
+                self.rejected_rows,
+            ));
         }
         if skipped > 0 && !self.options.skip_rejects {
-            return Err(Failure {
-                message: format!(
+            return Err(Failure::rejected(
+                format!(
                     "{skipped} row(s) of {} cannot be migrated faithfully; nothing was committed",
                     self.plan.sqlite_file
                 ),
-                rejected_rows: skipped,
-            });
+                skipped,
+            ));
         }
         let tables = copied.iter().map(|c| self.verify(c)).collect::<Result<Vec<_>, _>>()?;
         Ok(DatabaseReport { tables, rejected_rows: skipped })
@@ -126,7 +126,7 @@ impl Job<'_> {
             }
             let rows = self.target.count_rows(table).map_err(|e| db_failure(&format!("counting {db}.{table}"), e))?;
             if rows > 0 && !self.options.force {
-                return Err(Failure::new(format!(
+                return Err(Failure::refused(format!(
                     "PostgreSQL database {db} already holds Blocklet Server data ({table}: {rows} rows); \
                      re-run with --force to replace it"
                 )));
@@ -135,6 +135,13 @@ impl Job<'_> {
         }
         if ours.is_empty() {
             return Ok(());
+        }
+        if !self.options.force {
+            // Empty, but perhaps another version's schema: replacing it is the user's call.
+            return Err(Failure::refused(format!(
+                "PostgreSQL database {db} already has {} Blocklet Server table(s) (no rows); re-run with --force to replace them",
+                ours.len()
+            )));
         }
         self.events.log(Level::Info, &format!("{db}: replacing {} existing Blocklet table(s)", ours.len()));
         for table in &ours {
@@ -223,15 +230,40 @@ impl Job<'_> {
 
     /// Every serial id continues after the largest copied id (the original left them at 1).
     fn set_sequences(&self) -> Result<(), Failure> {
+        let used = self.sqlite_sequence()?;
         for seq in &self.catalog.schema.sequences {
+            // SQLite hands out AUTOINCREMENT ids above sqlite_sequence.seq even after the rows
+            // with the highest ids were deleted; PostgreSQL must not reuse them either.
+            let floor = used.iter().find(|(t, _)| *t == seq.table).map_or(0, |(_, n)| *n).max(0);
             self.execute(&format!(
-                "SELECT setval({}, COALESCE((SELECT max({}) FROM public.{}), 0) + 1, false)",
+                "SELECT setval({}, GREATEST(COALESCE((SELECT max({}) FROM public.{}), 0), {floor}) + 1, false)",
                 quote_literal(&format!("public.{}", quote_ident(&seq.name))),
                 quote_ident(&seq.column),
                 quote_ident(&seq.table)
             ))?;
         }
         Ok(())
+    }
+
+    /// The source's `sqlite_sequence`: the largest id each AUTOINCREMENT table ever handed out.
+    fn sqlite_sequence(&self) -> Result<Vec<(String, i64)>, Failure> {
+        let file = &self.plan.sqlite_file;
+        let what = || format!("reading sqlite_sequence of {file}");
+        if self.source.describe_table("sqlite_sequence").map_err(|e| db_failure(&what(), e))?.is_none() {
+            return Ok(Vec::new());
+        }
+        let columns = ["name".to_string(), "seq".to_string()];
+        let mut cursor =
+            self.source.read("sqlite_sequence", &columns, &[], 1000).map_err(|e| db_failure(&what(), e))?;
+        let mut out = Vec::new();
+        while let Some(batch) = cursor.next_batch().map_err(|e| db_failure(&what(), e))? {
+            for i in 0..batch.rows as usize {
+                if let (Value::Text(name), Value::Integer(seq)) = (batch.columns[0].get(i), batch.columns[1].get(i)) {
+                    out.push((String::from_utf8_lossy(name).into_owned(), seq));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Record every migration of the schema just created, so the server sees it as current.

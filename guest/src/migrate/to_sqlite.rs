@@ -69,12 +69,10 @@ pub fn migrate_to_sqlite(
         copied.push(c);
     }
     if rejected > 0 && !options.skip_rejects && !options.dry_run {
-        return Err(Failure {
-            message: format!(
-                "{rejected} row(s) of {source_label} cannot be written to SQLite faithfully; nothing was written"
-            ),
-            rejected_rows: rejected,
-        });
+        return Err(Failure::rejected(
+            format!("{rejected} row(s) of {source_label} cannot be written to SQLite faithfully; nothing was written"),
+            rejected,
+        ));
     }
 
     keep_sequences(catalog, source, source_label, &execute)?;
@@ -84,6 +82,7 @@ pub fn migrate_to_sqlite(
         execute(index)?;
     }
     if catalog.sqlite.has_stat1 {
+        // The server's file carries planner statistics (it runs `PRAGMA optimize`).
         execute("ANALYZE")?;
     }
 

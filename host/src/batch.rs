@@ -1,0 +1,209 @@
+//! `blocklet-migrate batch JOBS.toml`: many tenants' migrations in one process.
+//!
+//! One engine (pooling allocator, shared epoch ticker) serves every job; each job runs in its
+//! own store with its own limits and only its own database connections, so a failing or
+//! hostile job cannot disturb the others. Components are compiled once per distinct file.
+//!
+//! ```toml
+//! parallel = 4                         # optional; --parallel wins
+//!
+//! [[job]]
+//! name = "tenant-a"                    # used to prefix its output lines
+//! data_dir = "/srv/a/.blocklet-server"
+//! postgres_url = "postgres://user:pw@db:5432/postgres"
+//! dialect = "postgres"                 # or "sqlite"; default postgres
+//! component = "/opt/migrations/x.wasm" # optional; default: the bundled one
+//! force = false                        # optional
+//! memory_limit_mib = 256               # optional
+//! cpu_limit_seconds = 30               # optional
+//! timeout_seconds = 43200              # optional
+//! report = "/var/log/a.json"           # optional per-job report
+//! ```
+
+use crate::cli::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE, MigrateArgs, Prepared, migrate_with};
+use crate::output;
+use crate::runtime::{BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Runtime};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct JobsFile {
+    parallel: Option<usize>,
+    #[serde(rename = "job", default)]
+    jobs: Vec<JobSpec>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+struct JobSpec {
+    name: String,
+    data_dir: PathBuf,
+    postgres_url: String,
+    #[serde(default = "default_dialect")]
+    dialect: String,
+    component: Option<PathBuf>,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    skip_rejects: bool,
+    memory_limit_mib: Option<u64>,
+    cpu_limit_seconds: Option<u64>,
+    timeout_seconds: Option<u64>,
+    report: Option<PathBuf>,
+}
+
+fn default_dialect() -> String {
+    "postgres".into()
+}
+
+/// A component compiled for the shared engine: runtime, its bytes, where it came from.
+type Compiled = (Arc<Runtime>, Arc<Vec<u8>>, String);
+
+/// One job's outcome, for the summary.
+#[derive(Serialize, Debug)]
+pub struct JobOutcome {
+    pub name: String,
+    pub exit_code: u8,
+    pub seconds: f64,
+}
+
+#[derive(Serialize, Debug)]
+struct BatchReport {
+    report_version: u32,
+    jobs: Vec<JobOutcome>,
+    failed: usize,
+    peak_rss_mib: Option<u64>,
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Run every job of `file`, at most `parallel` at a time. Exit code 0 when all succeeded.
+pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            output::error(&format!("cannot read {}: {e}", file.display()));
+            return EXIT_USAGE;
+        }
+    };
+    let spec: JobsFile = match toml::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&format!("invalid jobs file {}: {e}", file.display()));
+            return EXIT_USAGE;
+        }
+    };
+    if spec.jobs.is_empty() {
+        output::error(&format!("{} lists no [[job]]", file.display()));
+        return EXIT_USAGE;
+    }
+    let parallel = spec.parallel.unwrap_or(parallel).max(1);
+    let max_memory = spec
+        .jobs
+        .iter()
+        .map(|j| j.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64))
+        .max()
+        .unwrap_or(512);
+    let engine =
+        match Runtime::pooled_engine(spec.jobs.len().min(parallel.max(1)) as u32 + 1, (max_memory as usize) << 20) {
+            Ok(e) => e,
+            Err(e) => {
+                output::error(&format!("cannot start the wasm engine: {e:#}"));
+                return EXIT_FAILED;
+            }
+        };
+    // Compile each distinct component once.
+    let mut runtimes: BTreeMap<Option<PathBuf>, Result<Compiled, String>> = BTreeMap::new();
+    for job in &spec.jobs {
+        runtimes.entry(job.component.clone()).or_insert_with(|| {
+            let (wasm, source) = match &job.component {
+                Some(p) => match std::fs::read(p) {
+                    Ok(b) => (b, p.display().to_string()),
+                    Err(e) => return Err(format!("cannot read component {}: {e}", p.display())),
+                },
+                None => (BUNDLED_COMPONENT.to_vec(), "bundled".to_string()),
+            };
+            Runtime::with_engine(&engine, &wasm)
+                .map(|r| (Arc::new(r), Arc::new(wasm), source))
+                .map_err(|e| format!("{e:#}"))
+        });
+    }
+    let runtimes = Arc::new(runtimes);
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = Vec::new();
+    for job in spec.jobs.clone() {
+        let (runtimes, permits) = (runtimes.clone(), permits.clone());
+        tasks.push(tokio::spawn(output::JOB_NAME.scope(job.name.clone(), async move {
+            let _permit = permits.acquire().await;
+            let started = std::time::Instant::now();
+            let code = match &runtimes[&job.component] {
+                Err(e) => {
+                    output::error(e);
+                    EXIT_USAGE
+                }
+                Ok((runtime, wasm, source)) => {
+                    let args = MigrateArgs {
+                        dialect: Some(job.dialect.clone()),
+                        data_dir: Some(job.data_dir.clone()),
+                        force: job.force,
+                        dry_run: false,
+                        skip_rejects: job.skip_rejects,
+                        allow_running_server: false,
+                        report: job.report.clone(),
+                        rejects: None,
+                        component: job.component.clone(),
+                        batch_rows: 1000,
+                        memory_limit: job.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64),
+                        cpu_limit: job.cpu_limit_seconds.unwrap_or(DEFAULT_CPU_SECONDS),
+                        timeout: job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                    };
+                    let prepared = Prepared { runtime, wasm, source: source.clone() };
+                    migrate_with(args, job.postgres_url.clone(), Some(prepared)).await
+                }
+            };
+            JobOutcome { name: job.name, exit_code: code, seconds: started.elapsed().as_secs_f64() }
+        })));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        match task.await {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                output::error(&format!("a job panicked: {e}"));
+                outcomes.push(JobOutcome { name: "?".into(), exit_code: EXIT_FAILED, seconds: 0.0 });
+            }
+        }
+    }
+    let failed = outcomes.iter().filter(|o| o.exit_code != EXIT_SUCCESS).count();
+    println!();
+    for o in &outcomes {
+        let mark = if o.exit_code == EXIT_SUCCESS { "✔" } else { "✖" };
+        println!("{mark} {:<24} exit {}  {:.1}s", o.name, o.exit_code, o.seconds);
+    }
+    let peak = peak_rss_mib();
+    println!(
+        "{} job(s), {} succeeded, {failed} failed; peak memory of this process: {} MiB",
+        outcomes.len(),
+        outcomes.len() - failed,
+        peak.map_or("?".into(), |p| p.to_string())
+    );
+    if let Some(path) = report {
+        let summary = BatchReport { report_version: 1, jobs: outcomes, failed, peak_rss_mib: peak };
+        if let Err(e) = serde_json::to_vec_pretty(&summary)
+            .map_err(|e| e.to_string())
+            .and_then(|j| std::fs::write(path, j).map_err(|e| e.to_string()))
+        {
+            output::error(&format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    if failed == 0 { EXIT_SUCCESS } else { EXIT_FAILED }
+}

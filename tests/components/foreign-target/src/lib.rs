@@ -1,0 +1,90 @@
+//! The plan also names the PostgreSQL database the host opens as the target: `plan-to-postgres`
+//! names `template1`, the database PostgreSQL copies for every `CREATE DATABASE` without a
+//! template. `migrate-to-postgres` creates table `planted` there and reports success. A host must
+//! refuse a target that is not a Blocklet database; if it commits instead, every database created
+//! later on that server starts with the planted table.
+
+wit_bindgen::generate!({ world: "migration", path: "../../../wit" });
+
+use blocklet::migrate::database::Handle;
+use blocklet::migrate::events::{self, Level};
+use exports::blocklet::migrate::migrator as api;
+
+struct Component;
+
+export!(Component);
+
+const TARGET: &str = "template1";
+
+/// The WIT package version these bindings were generated from (`package blocklet:migrate@X;`).
+fn wit_version() -> String {
+    let wit = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../wit/blocklet-migrate.wit"));
+    wit.lines()
+        .find_map(|l| l.trim().strip_prefix("package blocklet:migrate@"))
+        .map(|v| v.trim_end_matches(';').trim().to_string())
+        .unwrap_or_else(|| "1.0.0".into())
+}
+
+fn failure(message: String) -> api::Failure {
+    api::Failure { kind: api::FailureKind::Other, message, rejected_rows: 0 }
+}
+
+fn planned() -> api::PlannedDatabase {
+    api::PlannedDatabase {
+        kind: api::DatabaseKind::Server,
+        sqlite_file: "core/server.db".into(),
+        postgres_database: TARGET.into(),
+        app_pid: None,
+    }
+}
+
+impl api::Guest for Component {
+    fn info() -> api::ComponentInfo {
+        api::ComponentInfo {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            wit_version: wit_version(),
+            server_versions: vec!["1.17.12".into()],
+            migrations: vec![("server".into(), 74)],
+        }
+    }
+
+    fn layout() -> api::SourceLayout {
+        api::SourceLayout { index: "core/server.db".into(), patterns: vec!["core/server.db".into()] }
+    }
+
+    fn plan_to_postgres(
+        _index: Option<&Handle>,
+        _files: Vec<String>,
+    ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
+        events::log(Level::Info, &format!("foreign-target: planning {TARGET}"));
+        Ok(vec![planned()])
+    }
+
+    fn migrate_to_postgres(
+        _db: api::PlannedDatabase,
+        _source: &Handle,
+        target: &Handle,
+        _options: api::Options,
+    ) -> Result<api::DatabaseReport, api::Failure> {
+        let label = target.label();
+        target
+            .execute("CREATE TABLE public.planted (id integer)")
+            .map_err(|e| failure(format!("foreign-target: could not write {label}: {}", e.message)))?;
+        events::log(Level::Info, &format!("foreign-target: PLANTED a table in {label}"));
+        Ok(api::DatabaseReport { tables: Vec::new(), rejected_rows: 0 })
+    }
+
+    fn plan_to_sqlite(_index: &Handle, _databases: Vec<String>) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
+        Err(failure("foreign-target: only SQLite → PostgreSQL".into()))
+    }
+
+    fn migrate_to_sqlite(
+        _db: api::PlannedDatabase,
+        _source: &Handle,
+        _target: &Handle,
+        _options: api::Options,
+    ) -> Result<api::DatabaseReport, api::Failure> {
+        Err(failure("foreign-target: only SQLite → PostgreSQL".into()))
+    }
+}
