@@ -113,14 +113,17 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
         .map(|j| j.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64))
         .max()
         .unwrap_or(512);
-    let engine =
-        match Runtime::pooled_engine(spec.jobs.len().min(parallel.max(1)) as u32 + 1, (max_memory as usize) << 20) {
-            Ok(e) => e,
-            Err(e) => {
-                output::error(&format!("cannot start the wasm engine: {e:#}"));
-                return EXIT_FAILED;
-            }
-        };
+    let engine = match Runtime::pooled_engine(
+        // Each job holds its planning instance plus one per database it migrates at a time.
+        (spec.jobs.len().min(parallel) * 3 + 2) as u32,
+        (max_memory as usize) << 20,
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            output::error(&format!("cannot start the wasm engine: {e:#}"));
+            return EXIT_FAILED;
+        }
+    };
     // Compile each distinct component once.
     let mut runtimes: BTreeMap<Option<PathBuf>, Result<Compiled, String>> = BTreeMap::new();
     for job in &spec.jobs {
@@ -165,6 +168,7 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
                         memory_limit: job.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64),
                         cpu_limit: job.cpu_limit_seconds.unwrap_or(DEFAULT_CPU_SECONDS),
                         timeout: job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                        parallel: 1,
                     };
                     let prepared = Prepared { runtime, wasm, source: source.clone() };
                     migrate_with(args, job.postgres_url.clone(), Some(prepared)).await

@@ -113,6 +113,10 @@ pub struct MigrateArgs {
     /// CPU limit of the migration component: seconds it may compute without calling the host.
     #[arg(long, default_value_t = DEFAULT_CPU_SECONDS, value_name = "SECONDS")]
     pub cpu_limit: u64,
+    /// Databases migrated at once: PostgreSQL loads each on its own core, and one database's
+    /// disk waits (CREATE DATABASE, COMMIT) overlap another's work.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub parallel: usize,
     /// Wall-clock limit of the whole run, in seconds (0: none).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECONDS, value_name = "SECONDS")]
     pub timeout: u64,
@@ -353,6 +357,10 @@ async fn run(
                 skip_rejects: args.skip_rejects,
                 dry_run: args.dry_run,
                 allow_running_server: args.allow_running_server,
+                runtime,
+                events: events.clone(),
+                limits: args.limits(),
+                parallel: args.parallel,
             },
         )
         .await?;

@@ -68,6 +68,12 @@ pub struct ToPostgres<'a> {
     pub dry_run: bool,
     /// Migrate even though a process (a running server) has a source file open.
     pub allow_running_server: bool,
+    /// The compiled component, for one instance per database.
+    pub runtime: &'a Runtime,
+    pub events: output::ConsoleEvents,
+    pub limits: crate::runtime::Limits,
+    /// Databases migrated at once.
+    pub parallel: usize,
 }
 
 /// What a successful job did.
@@ -129,7 +135,7 @@ pub async fn sqlite_to_postgres(instance: &mut Instance, job: ToPostgres<'_>) ->
 
     let mut created: Vec<String> = Vec::new();
     let mut opened: Vec<PgTarget> = Vec::new();
-    let result = migrate_all(instance, &job, &plan, &mut admin, &mut created, &mut opened).await;
+    let result = migrate_all(&job, &plan, &mut admin, &mut created, &mut opened).await;
     let result = match result {
         Ok(reports) if job.dry_run => {
             drop(opened); // rolled back: a dry run commits nothing
@@ -174,79 +180,110 @@ async fn drop_created(server: &PgServer, admin: &mut sqlx::PgConnection, name: &
     Err(last)
 }
 
+/// What migrating one database left behind: the target to commit or roll back, and whether
+/// this run created its database.
+struct OneDatabase {
+    created: bool,
+    target: Option<PgTarget>,
+    outcome: Result<api::DatabaseReport, JobError>,
+}
+
+/// Migrate one database in its own sandboxed instance, so that databases load in parallel
+/// (PostgreSQL works on one core per connection; the component is rarely the bottleneck).
+async fn migrate_one(job: &ToPostgres<'_>, db: &api::PlannedDatabase, exists: bool) -> OneDatabase {
+    let mut one = OneDatabase { created: false, target: None, outcome: Err(JobError::Failed("not started".into())) };
+    one.outcome = migrate_one_inner(job, db, exists, &mut one.created, &mut one.target).await;
+    one
+}
+
+async fn migrate_one_inner(
+    job: &ToPostgres<'_>,
+    db: &api::PlannedDatabase,
+    exists: bool,
+    created: &mut bool,
+    opened: &mut Option<PgTarget>,
+) -> Result<api::DatabaseReport, JobError> {
+    let target = if job.dry_run && !exists {
+        HandleResource::Discard(db.postgres_database.clone())
+    } else {
+        if !job.dry_run && !exists {
+            let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
+            *created = job.server.ensure_database(&mut admin, &db.postgres_database).await.map_err(JobError::Config)?;
+        }
+        let target = PgTarget::open(job.server.options(), &db.postgres_database)
+            .await
+            .map_err(|e| JobError::Failed(e.message))?;
+        HandleResource::Postgres(target)
+    };
+    let path = job.data_dir.root.join(&db.sqlite_file);
+    let source = SqliteSource::open(&path).map_err(|e| JobError::Failed(e.message))?;
+    let mut instance = instance(job.runtime, job.events.clone(), job.limits).await?;
+    instance.allow_drop(job.force);
+    let source = instance.add_handle(HandleResource::Sqlite(source)).map_err(|e| JobError::Failed(e.to_string()))?;
+    let target = instance.add_handle(target).map_err(|e| JobError::Failed(e.to_string()))?;
+    let options = api::Options {
+        force: job.force,
+        batch_rows: job.batch_rows,
+        skip_rejects: job.skip_rejects,
+        dry_run: job.dry_run,
+        extra: Vec::new(),
+    };
+    let outcome = instance.migrate_to_postgres(db, &source, &target, options).await;
+    let _ = instance.take_handle(source);
+    if let Ok(HandleResource::Postgres(t)) = instance.take_handle(target) {
+        *opened = Some(t);
+    }
+    // Whatever the component still holds (an open COPY after a trap) goes before any cleanup.
+    instance.release_all();
+    let report = outcome.map_err(|e| JobError::Failed(e.to_string()))?.map_err(JobError::from_failure)?;
+    let label = kind_label(db.kind);
+    let done = if job.dry_run { "checked (dry run)" } else { "successfully migrated" };
+    match &db.app_pid {
+        Some(pid) => output::success(&format!("{label} schema {done}: {pid}: {}", path.display())),
+        None => output::success(&format!("{label} schema {done}: {}", path.display())),
+    }
+    for t in &report.tables {
+        output::detail(&format!("✅ Table \"{}\": SQLite={}, Postgres={}", t.table, t.source_rows, t.target_rows));
+    }
+    Ok(report)
+}
+
 async fn migrate_all(
-    instance: &mut Instance,
     job: &ToPostgres<'_>,
     plan: &[api::PlannedDatabase],
     admin: &mut sqlx::PgConnection,
     created: &mut Vec<String>,
     opened: &mut Vec<PgTarget>,
 ) -> Result<Vec<(api::PlannedDatabase, api::DatabaseReport)>, JobError> {
-    let root = &job.data_dir.root;
+    use futures_util::StreamExt;
+    let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
+    let pending: Vec<_> =
+        plan.iter().map(|db| migrate_one(job, db, existing.contains(&db.postgres_database))).collect();
+    let outcomes: Vec<OneDatabase> = futures_util::stream::iter(pending).buffered(job.parallel.max(1)).collect().await;
     let mut reports = Vec::new();
     let mut rejected: Option<JobError> = None;
-    let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
-    for db in plan {
-        let exists = existing.contains(&db.postgres_database);
-        let target = if job.dry_run && !exists {
-            HandleResource::Discard(db.postgres_database.clone())
-        } else {
-            if !job.dry_run
-                && job.server.ensure_database(admin, &db.postgres_database).await.map_err(JobError::Config)?
-            {
-                created.push(db.postgres_database.clone());
-            }
-            let target = PgTarget::open(job.server.options(), &db.postgres_database)
-                .await
-                .map_err(|e| JobError::Failed(e.message))?;
-            HandleResource::Postgres(target)
-        };
-        let path = root.join(&db.sqlite_file);
-        let source = SqliteSource::open(&path).map_err(|e| JobError::Failed(e.message))?;
-        let source =
-            instance.add_handle(HandleResource::Sqlite(source)).map_err(|e| JobError::Failed(e.to_string()))?;
-        let target = instance.add_handle(target).map_err(|e| JobError::Failed(e.to_string()))?;
-        let options = api::Options {
-            force: job.force,
-            batch_rows: job.batch_rows,
-            skip_rejects: job.skip_rejects,
-            dry_run: job.dry_run,
-            extra: Vec::new(),
-        };
-        let outcome = instance.migrate_to_postgres(db, &source, &target, options).await;
-        let _ = instance.take_handle(source);
-        if let Ok(HandleResource::Postgres(t)) = instance.take_handle(target) {
-            opened.push(t);
+    let mut failed: Option<JobError> = None;
+    for (db, one) in plan.iter().zip(outcomes) {
+        if one.created {
+            created.push(db.postgres_database.clone());
         }
-        match outcome.map_err(|e| JobError::Failed(e.to_string()))? {
-            Ok(report) => {
-                let label = kind_label(db.kind);
-                let done = if job.dry_run { "checked (dry run)" } else { "successfully migrated" };
-                match &db.app_pid {
-                    Some(pid) => output::success(&format!("{label} schema {done}: {pid}: {}", path.display())),
-                    None => output::success(&format!("{label} schema {done}: {}", path.display())),
-                }
-                for t in &report.tables {
-                    output::detail(&format!(
-                        "✅ Table \"{}\": SQLite={}, Postgres={}",
-                        t.table, t.source_rows, t.target_rows
-                    ));
-                }
-                reports.push((db.clone(), report));
+        opened.extend(one.target);
+        match one.outcome {
+            Ok(report) => reports.push((db.clone(), report)),
+            // Every rejected row of every database is reported in one run.
+            Err(e @ JobError::Rejected { rejected_rows, .. }) => {
+                output::error(&format!(
+                    "{}: {rejected_rows} row(s) rejected",
+                    job.data_dir.root.join(&db.sqlite_file).display()
+                ));
+                rejected = Some(merge(rejected, e));
             }
-            Err(failure) => match JobError::from_failure(failure) {
-                // Keep going: every rejected row of every database is reported in one run.
-                e @ JobError::Rejected { rejected_rows, .. } => {
-                    output::error(&format!("{}: {rejected_rows} row(s) rejected", path.display()));
-                    rejected = Some(merge(rejected, e));
-                }
-                e => return Err(e),
-            },
+            Err(e) => failed = failed.or(Some(e)),
         }
     }
-    match rejected {
-        Some(e) => Err(e),
-        None => Ok(reports),
+    match (failed, rejected) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(reports),
     }
 }
 
@@ -262,18 +299,25 @@ fn merge(previous: Option<JobError>, next: JobError) -> JobError {
     }
 }
 
+/// Commit every target at once: PostgreSQL has no atomic commit across databases (without
+/// prepared transactions, which servers disable by default), so the window in which some are
+/// committed and others not is kept to one round trip.
 async fn commit_all(targets: &[PgTarget]) -> Result<(), JobError> {
-    for (i, t) in targets.iter().enumerate() {
-        if let Err(e) = t.commit().await {
-            let done: Vec<&str> = targets[..i].iter().map(|t| t.database()).collect();
-            return Err(JobError::Failed(format!(
-                "committing {} failed: {e}; already committed: {}",
-                t.database(),
-                if done.is_empty() { "none".to_string() } else { done.join(", ") }
-            )));
-        }
+    let results = futures_util::future::join_all(targets.iter().map(|t| t.commit())).await;
+    let failed: Vec<String> = targets
+        .iter()
+        .zip(&results)
+        .filter_map(|(t, r)| r.as_ref().err().map(|e| format!("{}: {e}", t.database())))
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let done: Vec<&str> = targets.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(t, _)| t.database()).collect();
+    Err(JobError::Failed(format!(
+        "committing failed ({}); committed: {}",
+        failed.join("; "),
+        if done.is_empty() { "none".to_string() } else { done.join(", ") }
+    )))
 }
 
 /// Build the runtime for `component` (or the bundled one) and a fresh instance.
