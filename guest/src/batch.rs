@@ -95,6 +95,17 @@ impl Column {
         self.ends.push(self.bytes.len() as u32);
     }
 
+    /// Drop every row from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len() {
+            return;
+        }
+        self.tags.truncate(len);
+        self.numbers.truncate(len);
+        self.ends.truncate(len);
+        self.bytes.truncate(if len == 0 { 0 } else { self.ends[len - 1] as usize });
+    }
+
     /// Keep only the rows whose `keep` flag is set.
     pub fn retain_rows(&mut self, keep: &[bool]) {
         let old = std::mem::take(self);
@@ -183,6 +194,9 @@ mod tests {
         assert_eq!(c.get(1), Value::Null);
         assert_eq!(c.get(2), Value::Real(1.5));
         assert_eq!(c.get(3), Value::Json(b"{}"));
+        let mut cut = c.clone();
+        cut.truncate(1);
+        assert_eq!((cut.len(), cut.bytes.as_slice()), (1, &b"abc"[..]));
         c.retain_rows(&[false, true, true, true]);
         assert_eq!(c.len(), 3);
         assert_eq!(c.get(2), Value::Json(b"{}"));

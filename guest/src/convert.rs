@@ -31,18 +31,28 @@ pub struct Converted {
 
 /// Convert a source batch whose columns are `targets` (same order).
 pub fn to_postgres(src: &Batch, targets: &[&PgColumn], enums: &BTreeMap<String, Vec<String>>) -> Converted {
+    convert_batch(src, |c, v, out| convert_value(v, targets[c], enums, out))
+}
+
+/// Convert every value of `src` with `convert(column, value, out)`, which appends the converted
+/// value to `out` and returns its canonical hash, or says why the value cannot be converted.
+/// Rows with any refused value are dropped from the result and each refusal is listed.
+fn convert_batch(src: &Batch, convert: impl Fn(usize, Value<'_>, &mut Column) -> Result<u64, String>) -> Converted {
     let rows = src.rows as usize;
     let mut hashes = vec![canonical::row_start(); rows];
     let mut keep = vec![true; rows];
     let mut rejections = Vec::new();
-    let mut columns = Vec::with_capacity(targets.len());
-    for (c, (col, target)) in src.columns.iter().zip(targets).enumerate() {
+    let mut columns = Vec::with_capacity(src.columns.len());
+    for (c, col) in src.columns.iter().enumerate() {
         let mut out = Column::with_capacity(rows);
         out.bytes.reserve(col.bytes.len());
         for (i, hash) in hashes.iter_mut().enumerate() {
-            match convert_value(col.get(i), target, enums, &mut out) {
+            let before = out.len();
+            match convert(c, col.get(i), &mut out) {
                 Ok(h) => *hash = canonical::chain(*hash, h),
                 Err(reason) => {
+                    // A refused value may have pushed part of itself; keep one NULL in its place.
+                    out.truncate(before);
                     out.push(Value::Null);
                     keep[i] = false;
                     rejections.push(ValueRejection { row: i, column: c, reason });
@@ -421,40 +431,11 @@ mod tests {
 /// Blocklet Server keeps in SQLite: booleans 0/1, timestamps as
 /// `YYYY-MM-DD HH:MM:SS.SSS +00:00`, JSON as compact text. Row hashes use [`sqlite_hash`].
 pub fn to_sqlite(src: &Batch, sources: &[&PgColumn]) -> Converted {
-    let rows = src.rows as usize;
-    let mut hashes = vec![canonical::row_start(); rows];
-    let mut keep = vec![true; rows];
-    let mut rejections = Vec::new();
-    let mut columns = Vec::with_capacity(sources.len());
-    for (c, (col, source)) in src.columns.iter().zip(sources).enumerate() {
-        let mut out = Column::with_capacity(rows);
-        for (i, hash) in hashes.iter_mut().enumerate() {
-            let before = out.len();
-            match value_to_sqlite(col.get(i), source, &mut out).and_then(|_| sqlite_hash(&source.ty, out.get(before))) {
-                Ok(h) => *hash = canonical::chain(*hash, h),
-                Err(reason) => {
-                    out.tags.truncate(before);
-                    out.numbers.truncate(before);
-                    out.ends.truncate(before);
-                    out.bytes.truncate(if before == 0 { 0 } else { out.ends[before - 1] as usize });
-                    out.push(Value::Null);
-                    keep[i] = false;
-                    rejections.push(ValueRejection { row: i, column: c, reason });
-                }
-            }
-        }
-        columns.push(out);
-    }
-    let mut row_hashes = hashes;
-    let mut accepted = rows;
-    if !rejections.is_empty() {
-        for col in &mut columns {
-            col.retain_rows(&keep);
-        }
-        row_hashes = row_hashes.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(h, _)| h).collect();
-        accepted = row_hashes.len();
-    }
-    Converted { batch: Batch { rows: accepted as u32, columns }, row_hashes, rejections }
+    convert_batch(src, |c, v, out| {
+        let before = out.len();
+        value_to_sqlite(v, sources[c], out)?;
+        sqlite_hash(&sources[c].ty, out.get(before))
+    })
 }
 
 /// Convert one PostgreSQL value of a `source` column into its SQLite form, into `out`.

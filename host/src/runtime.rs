@@ -257,22 +257,6 @@ impl LogBudget {
     }
 }
 
-/// The first word of a statement, after whitespace and SQL comments.
-fn first_keyword(sql: &str) -> String {
-    let mut rest = sql;
-    loop {
-        rest = rest.trim_start();
-        if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, tail)| tail);
-        } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map_or("", |(_, tail)| tail);
-        } else {
-            break;
-        }
-    }
-    rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect()
-}
-
 /// Rejected rows recorded per job; beyond this they are counted only.
 const MAX_REJECTS_KEPT: u64 = 1_000_000;
 
@@ -404,7 +388,7 @@ impl wit_db::HostHandle for HostState {
         if let Err(e) = self.check_idle(&h) {
             return Ok(Err(e));
         }
-        if !self.allow_drop && first_keyword(&statement).eq_ignore_ascii_case("DROP") {
+        if !self.allow_drop && crate::sqlite::first_keyword(&statement) == "DROP" {
             return Ok(Err(DbError::new(
                 ErrorKind::Denied,
                 "DROP is only allowed when the job was started with --force",

@@ -188,8 +188,8 @@ impl SqliteSource {
     }
 }
 
-/// The first keyword of a statement, after whitespace and comments.
-fn first_keyword(sql: &str) -> String {
+/// The first keyword of a statement, upper-cased, after whitespace and comments.
+pub(crate) fn first_keyword(sql: &str) -> String {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();
