@@ -169,6 +169,8 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
                         cpu_limit: job.cpu_limit_seconds.unwrap_or(DEFAULT_CPU_SECONDS),
                         timeout: job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
                         parallel: 1,
+                        quiet: false,
+                        progress_events: None,
                     };
                     let prepared = Prepared { runtime, wasm, source: source.clone() };
                     migrate_with(args, job.postgres_url.clone(), Some(prepared)).await

@@ -14,6 +14,7 @@ use crate::datadir::{self, DataDir};
 use crate::job::{self, JobError, ToPostgres, ToSqlite};
 use crate::output;
 use crate::pgserver::PgServer;
+use crate::progress::{Display, Progress};
 use crate::report::{self, ComponentIdentity, DatabaseEntry, RunReport, TableEntry};
 use crate::runtime::{
     BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Instance, Limits, Runtime,
@@ -117,6 +118,13 @@ pub struct MigrateArgs {
     /// disk waits (CREATE DATABASE, COMMIT) overlap another's work.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub parallel: usize,
+    /// Show only warnings, errors and the final result (no progress, no per-table lines).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write progress events here as JSON lines (database/table started and loaded, rows sent,
+    /// first row), each with milliseconds since the start.
+    #[arg(long, value_name = "FILE")]
+    pub progress_events: Option<PathBuf>,
     /// Wall-clock limit of the whole run, in seconds (0: none).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECONDS, value_name = "SECONDS")]
     pub timeout: u64,
@@ -133,6 +141,7 @@ impl MigrateArgs {
 }
 
 pub fn main() -> ExitCode {
+    crate::progress::process_start();
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -179,9 +188,26 @@ pub async fn migrate_with(args: MigrateArgs, url: String, prepared: Option<Prepa
     report.dry_run = args.dry_run;
     report.skip_rejects = args.skip_rejects;
     let rejects_path = args.rejects.clone().unwrap_or_else(output::default_rejects_path);
-    let events = output::ConsoleEvents::new(rejects_path);
+    // Batch jobs share the terminal: they get lines, never bars.
+    let display = match Display::choose(args.quiet) {
+        Display::Bars if prepared.is_some() => Display::Lines,
+        d => d,
+    };
+    let progress = match Progress::new(display, args.progress_events.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&e);
+            return EXIT_USAGE;
+        }
+    };
+    if prepared.is_none() {
+        output::set_console(&progress);
+    }
+    let events = output::ConsoleEvents::with_progress(rejects_path, progress.clone());
     let started = std::time::Instant::now();
     let outcome = run(&args, &url, prepared, &events, &mut report).await;
+    progress.finish();
+    report.timeline = Some(progress.timeline());
     let code = match &outcome {
         Ok(code) => *code,
         Err(e) => {
@@ -304,6 +330,7 @@ async fn run(
     };
     let mut instance = job::instance(runtime, events.clone(), args.limits()).await?;
     report.component = Some(identify(&mut instance, wasm, source).await?);
+    events.progress().component_ready();
     if args.dry_run {
         output::info("Dry run: everything is read, converted and checked; nothing is written");
     }
@@ -317,6 +344,7 @@ async fn run(
                 skip_rejects: args.skip_rejects,
                 dry_run: args.dry_run,
                 allow_running_server: args.allow_running_server,
+                progress: events.progress().clone(),
             },
         )
         .await?;
@@ -393,7 +421,7 @@ async fn run(
             "{skipped} row(s) were NOT migrated (--skip-rejects): the target is missing them; see the rejects file"
         ));
     }
-    output::success(&format!("Migration {dialect} completed"));
+    output::result(&format!("Migration {dialect} completed"));
     if to_sqlite {
         output::info(
             "Please start server, will use SQLite database: unset ABT_NODE_POSTGRES_URL && blocklet server start",

@@ -191,8 +191,11 @@ struct OneDatabase {
 /// Migrate one database in its own sandboxed instance, so that databases load in parallel
 /// (PostgreSQL works on one core per connection; the component is rarely the bottleneck).
 async fn migrate_one(job: &ToPostgres<'_>, db: &api::PlannedDatabase, exists: bool) -> OneDatabase {
+    let progress = job.events.progress();
+    progress.database_started(&db.postgres_database);
     let mut one = OneDatabase { created: false, target: None, outcome: Err(JobError::Failed("not started".into())) };
     one.outcome = migrate_one_inner(job, db, exists, &mut one.created, &mut one.target).await;
+    progress.database_finished(&db.postgres_database, one.outcome.is_ok());
     one
 }
 
@@ -219,6 +222,7 @@ async fn migrate_one_inner(
     let source = SqliteSource::open(&path).map_err(|e| JobError::Failed(e.message))?;
     let mut instance = instance(job.runtime, job.events.clone(), job.limits).await?;
     instance.allow_drop(job.force);
+    instance.set_progress_scope(&db.postgres_database);
     let source = instance.add_handle(HandleResource::Sqlite(source)).map_err(|e| JobError::Failed(e.to_string()))?;
     let target = instance.add_handle(target).map_err(|e| JobError::Failed(e.to_string()))?;
     let options = api::Options {
@@ -257,9 +261,17 @@ async fn migrate_all(
 ) -> Result<Vec<(api::PlannedDatabase, api::DatabaseReport)>, JobError> {
     use futures_util::StreamExt;
     let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
-    let pending: Vec<_> =
-        plan.iter().map(|db| migrate_one(job, db, existing.contains(&db.postgres_database))).collect();
-    let outcomes: Vec<OneDatabase> = futures_util::stream::iter(pending).buffered(job.parallel.max(1)).collect().await;
+    use futures_util::FutureExt;
+    let pending: Vec<_> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, db)| migrate_one(job, db, existing.contains(&db.postgres_database)).map(move |o| (i, o)))
+        .collect();
+    // Unordered: a small database that finishes frees its slot at once.
+    let mut outcomes: Vec<(usize, OneDatabase)> =
+        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await;
+    outcomes.sort_by_key(|(i, _)| *i);
+    let outcomes = outcomes.into_iter().map(|(_, o)| o);
     let mut reports = Vec::new();
     let mut rejected: Option<JobError> = None;
     let mut failed: Option<JobError> = None;
@@ -339,6 +351,8 @@ pub struct ToSqlite<'a> {
     pub dry_run: bool,
     /// Replace files even though a process (a running server) has them open.
     pub allow_running_server: bool,
+    /// Where progress goes (the instance's events feed it too).
+    pub progress: crate::progress::Progress,
 }
 
 /// A SQLite file written by a PostgreSQL → SQLite job.
@@ -561,7 +575,10 @@ async fn build_all(
             dry_run: job.dry_run,
             extra: Vec::new(),
         };
+        instance.set_progress_scope(&db.postgres_database);
+        job.progress.database_started(&db.postgres_database);
         let outcome = instance.migrate_to_sqlite(db, &source, &target, options).await;
+        job.progress.database_finished(&db.postgres_database, matches!(outcome, Ok(Ok(_))));
         let _ = instance.take_handle(source);
         let target = match instance.take_handle(target) {
             Ok(HandleResource::Sqlite(t)) => t,

@@ -16,6 +16,7 @@
 //! | [`sql_guard`] | the allowlist every statement a component sends to PostgreSQL must pass |
 //! | [`bindings`] | types generated from the WIT |
 //! | [`output`] | what the user sees, and the rejected-rows file |
+//! | [`progress`] | progress bars or lines, `--progress-events`, the report's timeline |
 //! | [`report`] | the `--report` JSON |
 
 //!
@@ -60,6 +61,7 @@ pub mod job;
 pub mod output;
 pub mod pgserver;
 pub mod postgres;
+pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod sql_guard;

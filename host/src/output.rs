@@ -2,10 +2,41 @@
 //! rejected rows listed (bounded) on stderr and all of them in a JSON-lines file.
 
 use crate::bindings::blocklet::migrate::events::{Level, RejectedRow};
+use crate::progress::{Display, Progress};
 use crate::runtime::EventSink;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// `--quiet`: only warnings, errors and the final result.
+static QUIET: AtomicBool = AtomicBool::new(false);
+/// The progress whose bars lines must not tear (the CLI's own job).
+static CONSOLE: RwLock<Option<Progress>> = RwLock::new(None);
+
+/// Show progress the CLI's way: `progress` draws bars (or lines), and quiet hides info lines.
+pub fn set_console(progress: &Progress) {
+    QUIET.store(progress.display() == Display::Quiet, Ordering::Relaxed);
+    *CONSOLE.write().unwrap() = (progress.display() == Display::Bars).then(|| progress.clone());
+}
+
+fn print_out(line: String) {
+    match &*CONSOLE.read().unwrap() {
+        Some(p) => p.suspend(|| println!("{line}")),
+        None => println!("{line}"),
+    }
+}
+
+fn print_err(line: String) {
+    match &*CONSOLE.read().unwrap() {
+        Some(p) => p.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
+    }
+}
+
+fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
 
 tokio::task_local! {
     /// The job a line belongs to when several run in one process (`batch`).
@@ -18,24 +49,35 @@ pub fn prefix() -> String {
 }
 
 pub fn info(msg: &str) {
-    println!("{}ℹ {msg}", prefix());
+    if !quiet() {
+        print_out(format!("{}ℹ {msg}", prefix()));
+    }
 }
 
 pub fn success(msg: &str) {
-    println!("{}✔ {msg}", prefix());
+    if !quiet() {
+        print_out(format!("{}✔ {msg}", prefix()));
+    }
+}
+
+/// The run's final line: shown even with `--quiet`.
+pub fn result(msg: &str) {
+    print_out(format!("{}✔ {msg}", prefix()));
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("{}⚠ {msg}", prefix());
+    print_err(format!("{}⚠ {msg}", prefix()));
 }
 
 pub fn error(msg: &str) {
-    eprintln!("{}✖ {msg}", prefix());
+    print_err(format!("{}✖ {msg}", prefix()));
 }
 
-/// A plain detail line (table counts).
+/// A plain detail line (table counts, progress lines).
 pub fn detail(msg: &str) {
-    println!("{}   {msg}", prefix());
+    if !quiet() {
+        print_out(format!("{}   {msg}", prefix()));
+    }
 }
 
 /// Rejected rows printed in full before the rest are only counted.
@@ -45,6 +87,7 @@ pub const REJECTS_SHOWN: u64 = 200;
 #[derive(Clone)]
 pub struct ConsoleEvents {
     state: Arc<Mutex<EventState>>,
+    progress: Progress,
 }
 
 struct EventState {
@@ -57,9 +100,19 @@ struct EventState {
 impl ConsoleEvents {
     /// Rejected rows go to `rejects_path` (created on the first one).
     pub fn new(rejects_path: PathBuf) -> ConsoleEvents {
+        ConsoleEvents::with_progress(rejects_path, Progress::silent())
+    }
+
+    /// Also feed `progress` (bars, lines, events file, timeline).
+    pub fn with_progress(rejects_path: PathBuf, progress: Progress) -> ConsoleEvents {
         ConsoleEvents {
             state: Arc::new(Mutex::new(EventState { rejects: 0, rejects_path, rejects_file: None, write_error: None })),
+            progress,
         }
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     pub fn rejects(&self) -> u64 {
@@ -105,7 +158,21 @@ impl EventSink for ConsoleEvents {
         }
     }
 
-    fn progress(&mut self, _database: &str, _table: &str, _rows_done: u64, _rows_total: u64) {}
+    fn progress(&mut self, database: &str, table: &str, _rows_done: u64, rows_total: u64) {
+        self.progress.table_rows_total(database, table, rows_total);
+    }
+
+    fn load_started(&mut self, database: &str, table: &str) {
+        self.progress.table_started(database, table);
+    }
+
+    fn rows_sent(&mut self, database: &str, table: &str, rows: u64) {
+        self.progress.rows_sent(database, table, rows);
+    }
+
+    fn load_finished(&mut self, database: &str, table: &str, rows: u64) {
+        self.progress.table_loaded(database, table, rows);
+    }
 
     fn reject(&mut self, row: RejectedRow) {
         let mut s = self.state.lock().unwrap();

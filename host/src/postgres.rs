@@ -32,8 +32,18 @@ enum Command {
     Columns(String, Reply<Vec<PgColumn>>),
     ListTables(Reply<Vec<String>>),
     Count(String, Reply<u64>),
-    Read { sql: String, columns: usize, batch_rows: usize, out: mpsc::Sender<Result<Batch, DbError>> },
-    Copy { statement: String, data: mpsc::Receiver<CopyChunk>, reply: Reply<u64> },
+    /// A `COPY (SELECT …) TO STDOUT (FORMAT binary)` decoded column by column into batches.
+    Read {
+        sql: String,
+        decoders: Vec<Encoding>,
+        batch_rows: usize,
+        out: mpsc::Sender<Result<Batch, DbError>>,
+    },
+    Copy {
+        statement: String,
+        data: mpsc::Receiver<CopyChunk>,
+        reply: Reply<u64>,
+    },
     Commit(Reply<()>),
 }
 
@@ -200,23 +210,21 @@ impl PgTarget {
         batch_rows: u32,
     ) -> Result<mpsc::Receiver<Result<Batch, DbError>>, DbError> {
         let picked = self.pick_columns(table, columns).await?;
-        let select: Vec<String> = picked
+        // Enums and types without a binary decoder come as their text form.
+        let (select, decoders): (Vec<String>, Vec<Encoding>) = picked
             .iter()
-            .map(|c| {
-                if decoder_for(&c.type_name, c.is_enum).is_some() && !c.is_enum {
-                    quote(&c.name)
-                } else {
-                    format!("{}::text", quote(&c.name))
-                }
+            .map(|c| match decoder_for(&c.type_name, c.is_enum) {
+                Some(d) if !c.is_enum => (quote(&c.name), d),
+                _ => (format!("{}::text", quote(&c.name)), Encoding::Text),
             })
-            .collect();
-        let mut sql = format!("SELECT {} FROM public.{}", select.join(", "), quote(table));
+            .unzip();
+        let mut sql = format!("COPY (SELECT {} FROM public.{}", select.join(", "), quote(table));
         if !order_by.is_empty() {
             sql += &format!(" ORDER BY {}", order_by.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "));
         }
+        sql += ") TO STDOUT (FORMAT binary)";
         let (tx, rx) = mpsc::channel(2);
-        let command =
-            Command::Read { sql, columns: columns.len(), batch_rows: batch_rows.clamp(1, 100_000) as usize, out: tx };
+        let command = Command::Read { sql, decoders, batch_rows: batch_rows.clamp(1, 100_000) as usize, out: tx };
         self.commands
             .send(command)
             .await
@@ -518,11 +526,6 @@ fn parse_uuid(s: &[u8]) -> Option<[u8; 16]> {
     Some(out)
 }
 
-fn format_uuid(b: &[u8]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 /// Append row `row`'s column `i` to `col`, decoded from PostgreSQL's binary format.
 fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), String> {
     let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
@@ -558,7 +561,7 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
         "json" => col.push_bytes(ValueTag::Json, b),
         "jsonb" => col.push_bytes(ValueTag::Json, b.get(1..).unwrap_or_default()),
         "timestamptz" | "timestamp" => col.push_number(ValueTag::Timestamp, int(8)? + PG_EPOCH_OFFSET_MICROS),
-        "uuid" if b.len() == 16 => col.push_bytes(ValueTag::Text, format_uuid(b).as_bytes()),
+        "uuid" if b.len() == 16 => col.push_bytes(ValueTag::Text, &uuid_text(b.try_into().expect("16"))),
         "bytea" => col.push_bytes(ValueTag::Blob, b),
         _ => col.push_bytes(ValueTag::Text, b),
     }
@@ -579,6 +582,145 @@ fn decode_rows(rows: &[PgRow], columns: usize, batch: &mut Batch) -> Result<(), 
     Ok(())
 }
 
+/// Decodes the binary COPY format (header, then tuples of length-prefixed fields) into
+/// batches. PostgreSQL sends one `CopyData` per row, but the format does not promise it, so
+/// a tuple split over chunks is buffered until complete.
+struct CopyOutDecoder {
+    decoders: Vec<Encoding>,
+    pending: Vec<u8>,
+    header_done: bool,
+    trailer_seen: bool,
+}
+
+/// `PGCOPY\n\377\r\n\0`, then flags (u32) and the header extension length (u32).
+const COPY_SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+impl CopyOutDecoder {
+    fn new(decoders: Vec<Encoding>) -> Self {
+        CopyOutDecoder { decoders, pending: Vec::new(), header_done: false, trailer_seen: false }
+    }
+
+    /// Append every complete tuple of `chunk` (with what is pending) to `batch`.
+    fn feed(&mut self, chunk: &[u8], batch: &mut Batch) -> Result<(), String> {
+        if self.pending.is_empty() {
+            let used = self.parse(chunk, batch)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            self.pending.extend_from_slice(chunk);
+            let pending = std::mem::take(&mut self.pending);
+            let used = self.parse(&pending, batch)?;
+            self.pending = pending[used..].to_vec();
+        }
+        Ok(())
+    }
+
+    /// Parse what is complete in `data`; returns the bytes used.
+    fn parse(&mut self, data: &[u8], batch: &mut Batch) -> Result<usize, String> {
+        let mut at = 0;
+        if !self.header_done {
+            if data.len() < 19 {
+                return Ok(0);
+            }
+            if &data[..11] != COPY_SIGNATURE {
+                return Err("not binary COPY data (bad signature)".into());
+            }
+            let ext = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes")) as usize;
+            if data.len() < 19 + ext {
+                return Ok(0);
+            }
+            at = 19 + ext;
+            self.header_done = true;
+        }
+        while at + 2 <= data.len() {
+            if self.trailer_seen {
+                return Err("data after the COPY trailer".into());
+            }
+            let fields = i16::from_be_bytes([data[at], data[at + 1]]);
+            if fields == -1 {
+                self.trailer_seen = true;
+                at += 2;
+                continue;
+            }
+            if fields as usize != self.decoders.len() {
+                return Err(format!("a row has {fields} fields, expected {}", self.decoders.len()));
+            }
+            // Find the tuple's end first, so that a split tuple is not half-appended.
+            let mut end = at + 2;
+            for _ in 0..fields {
+                let Some(len) = data.get(end..end + 4) else { return Ok(at) };
+                let len = i32::from_be_bytes(len.try_into().expect("4 bytes"));
+                end += 4 + len.max(0) as usize;
+                if end > data.len() {
+                    return Ok(at);
+                }
+            }
+            let mut field = at + 2;
+            for (c, enc) in self.decoders.iter().enumerate() {
+                let len = i32::from_be_bytes(data[field..field + 4].try_into().expect("4 bytes"));
+                field += 4;
+                let col = &mut batch.columns[c];
+                if len < 0 {
+                    col.push_null();
+                    continue;
+                }
+                let value = &data[field..field + len as usize];
+                field += len as usize;
+                decode_binary(value, *enc, col).map_err(|e| format!("column {}: {e}", c + 1))?;
+            }
+            batch.rows += 1;
+            at = end;
+        }
+        Ok(at)
+    }
+}
+
+/// Append one non-null value in PostgreSQL's binary format to `col`.
+fn decode_binary(b: &[u8], enc: Encoding, col: &mut ColumnValues) -> Result<(), String> {
+    let wrong = || format!("unexpected {} bytes for {enc:?}", b.len());
+    let int = |b: &[u8]| -> Result<i64, String> {
+        Ok(match b.len() {
+            2 => i16::from_be_bytes([b[0], b[1]]) as i64,
+            4 => i32::from_be_bytes(b.try_into().expect("4")) as i64,
+            8 => i64::from_be_bytes(b.try_into().expect("8")),
+            _ => return Err(wrong()),
+        })
+    };
+    match enc {
+        Encoding::Bool if b.len() == 1 => col.push_number(ValueTag::Boolean, (b[0] != 0) as i64),
+        Encoding::Int2 | Encoding::Int4 | Encoding::Int8 => col.push_number(ValueTag::Integer, int(b)?),
+        Encoding::Float8 if b.len() == 8 => col.push_number(ValueTag::Real, int(b)?),
+        Encoding::Float4 if b.len() == 4 => {
+            let f = f32::from_be_bytes(b.try_into().expect("4"));
+            col.push_number(ValueTag::Real, (f as f64).to_bits() as i64)
+        }
+        Encoding::Text => col.push_bytes(ValueTag::Text, b),
+        Encoding::Json => col.push_bytes(ValueTag::Json, b),
+        Encoding::Jsonb if b.first() == Some(&1) => col.push_bytes(ValueTag::Json, &b[1..]),
+        Encoding::Jsonb => return Err(format!("unknown jsonb format version {:?}", b.first())),
+        Encoding::Timestamp if b.len() == 8 => col.push_number(ValueTag::Timestamp, int(b)? + PG_EPOCH_OFFSET_MICROS),
+        Encoding::Uuid if b.len() == 16 => col.push_bytes(ValueTag::Text, &uuid_text(b.try_into().expect("16"))),
+        Encoding::Bytea => col.push_bytes(ValueTag::Blob, b),
+        _ => return Err(wrong()),
+    }
+    Ok(())
+}
+
+/// A UUID's canonical text form, without allocating.
+fn uuid_text(b: &[u8; 16]) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        out[at] = HEX[(x >> 4) as usize];
+        out[at + 1] = HEX[(x & 15) as usize];
+        at += 2;
+    }
+    out
+}
+
 const COLUMNS_SQL: &str = "SELECT a.attname::text, t.typname::text, t.typtype = 'e', format_type(a.atttypid, a.atttypmod), \
      a.attnotnull, pg_get_expr(d.adbin, d.adrelid), \
      COALESCE((SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary), 0) \
@@ -591,8 +733,11 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
     while let Some(command) = commands.recv().await {
         match command {
             Command::Execute(sql, reply) => {
+                // The simple protocol: one round trip, and no prepared statement left behind for
+                // each of the hundreds of one-off DDL statements (the SQL guard admits exactly one
+                // statement per call).
                 let r =
-                    sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await.map(|d| d.rows_affected()).map_err(err);
+                    sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await.map(|d| d.rows_affected()).map_err(err);
                 let _ = reply.send(r);
             }
             Command::Query(sql, reply) => {
@@ -664,35 +809,40 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
                 .map_err(err);
                 let _ = reply.send(r);
             }
-            Command::Read { sql, columns, batch_rows, out } => {
-                let mut stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
+            Command::Read { sql, decoders, batch_rows, out } => {
+                let columns = decoders.len();
+                let mut stream = match conn.copy_out_raw(&sql).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = out.send(Err(err(e))).await;
+                        continue;
+                    }
+                };
+                let mut decoder = CopyOutDecoder::new(decoders);
                 let mut batch = Batch::empty(columns, batch_rows);
-                let mut rows: Vec<PgRow> = Vec::with_capacity(batch_rows);
-                loop {
-                    let next = stream.next().await;
-                    let flush = !matches!(&next, Some(Ok(_)));
-                    match next {
-                        Some(Ok(row)) => rows.push(row),
-                        Some(Err(e)) => {
-                            let _ = out.send(Err(err(e))).await;
-                            break;
-                        }
-                        None => {}
+                let mut receiver_gone = false;
+                while let Some(chunk) = stream.next().await {
+                    if receiver_gone {
+                        // Drain what is left, so that the connection stays usable.
+                        continue;
                     }
-                    if rows.len() >= batch_rows || (flush && !rows.is_empty()) {
-                        if let Err(e) = decode_rows(&rows, columns, &mut batch) {
-                            let _ = out.send(Err(e)).await;
-                            break;
-                        }
-                        rows.clear();
-                        let full = std::mem::replace(&mut batch, Batch::empty(columns, batch_rows));
-                        if out.send(Ok(full)).await.is_err() {
-                            break;
-                        }
-                    }
-                    if flush {
+                    let step = chunk.map_err(err).and_then(|c| {
+                        decoder
+                            .feed(&c, &mut batch)
+                            .map_err(|e| DbError::new(ErrorKind::Other, format!("{database}: decoding COPY data: {e}")))
+                    });
+                    if let Err(e) = step {
+                        receiver_gone = out.send(Err(e)).await.is_err();
                         break;
                     }
+                    if batch.rows as usize >= batch_rows || batch.payload_bytes() >= MAX_BATCH_BYTES {
+                        let full = std::mem::replace(&mut batch, Batch::empty(columns, batch_rows));
+                        receiver_gone = out.send(Ok(full)).await.is_err();
+                    }
+                }
+                drop(stream);
+                if !receiver_gone && batch.rows > 0 {
+                    let _ = out.send(Ok(batch)).await;
                 }
             }
             Command::Copy { statement, mut data, reply } => {
@@ -732,8 +882,47 @@ mod tests {
     #[test]
     fn uuid_round_trip() {
         let u = parse_uuid(b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
-        assert_eq!(format_uuid(&u), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        assert_eq!(&uuid_text(&u), b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
         assert!(parse_uuid(b"nope").is_none());
+    }
+
+    /// What the writer encodes, the reader decodes, however the stream is split into chunks.
+    #[test]
+    fn copy_out_decoder_reads_what_the_writer_encodes_split_anywhere() {
+        let encoders = [Encoding::Int8, Encoding::Jsonb, Encoding::Timestamp, Encoding::Uuid, Encoding::Bool];
+        let mut cols: Vec<ColumnValues> = (0..5).map(|_| ColumnValues::with_capacity(3)).collect();
+        for i in 0..3i64 {
+            cols[0].push_number(ValueTag::Integer, i - 1);
+            cols[1].push_bytes(ValueTag::Json, format!("{{\"n\": {i}}}").as_bytes());
+            cols[2].push_number(ValueTag::Timestamp, 1_700_000_000_000_000 + i);
+            if i == 1 {
+                cols[3].push_null();
+            } else {
+                cols[3].push_bytes(ValueTag::Text, b"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+            }
+            cols[4].push_number(ValueTag::Boolean, i % 2);
+        }
+        let sent = Batch { rows: 3, columns: cols };
+        let mut stream = BytesMut::new();
+        stream.put_slice(COPY_SIGNATURE);
+        stream.put_u32(0);
+        stream.put_u32(0);
+        encode_rows(&sent, &encoders, &mut stream).unwrap();
+        stream.put_i16(-1);
+        for split in 0..stream.len() {
+            let mut decoder = CopyOutDecoder::new(encoders.to_vec());
+            let mut got = Batch::empty(5, 3);
+            decoder.feed(&stream[..split], &mut got).unwrap();
+            decoder.feed(&stream[split..], &mut got).unwrap();
+            assert!(decoder.trailer_seen && decoder.pending.is_empty(), "split at {split}");
+            assert_eq!(got.rows, sent.rows, "split at {split}");
+            for (g, s) in got.columns.iter().zip(&sent.columns) {
+                assert_eq!((&g.tags, &g.numbers, &g.bytes, &g.ends), (&s.tags, &s.numbers, &s.bytes, &s.ends));
+            }
+        }
+        let mut decoder = CopyOutDecoder::new(encoders[..2].to_vec());
+        let err = decoder.feed(&stream, &mut Batch::empty(2, 3)).unwrap_err();
+        assert!(err.contains("5 fields, expected 2"), "{err}");
     }
 
     #[test]

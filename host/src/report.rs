@@ -35,6 +35,8 @@ pub struct RunReport {
     pub rejects_file: Option<String>,
     /// Files the lock written or removed (`core/sqlite-to-postgres.lock`).
     pub lock_file: Option<String>,
+    /// When each database and table started and finished, in ms since the process started.
+    pub timeline: Option<crate::progress::Timeline>,
 }
 
 #[derive(Serialize, Default, Debug)]

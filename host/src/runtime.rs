@@ -130,6 +130,12 @@ pub trait EventSink: Send {
     fn log(&mut self, level: Level, message: &str);
     fn progress(&mut self, database: &str, table: &str, rows_done: u64, rows_total: u64);
     fn reject(&mut self, row: RejectedRow);
+    /// The host began a bulk load into `table` (for progress; `database` is the job's name for it).
+    fn load_started(&mut self, _database: &str, _table: &str) {}
+    /// The host sent `rows` more rows of `table` to the target.
+    fn rows_sent(&mut self, _database: &str, _table: &str, _rows: u64) {}
+    /// The bulk load into `table` finished with `rows` rows.
+    fn load_finished(&mut self, _database: &str, _table: &str, _rows: u64) {}
 }
 
 /// Per-job store state.
@@ -153,6 +159,10 @@ pub struct HostState {
     writer_handles: std::collections::HashMap<u32, u32>,
     /// Whether the job may drop tables (`--force`): the host enforces it, not the component.
     allow_drop: bool,
+    /// The database progress events are reported under (see [`Instance::set_progress_scope`]).
+    progress_scope: Option<String>,
+    /// The table each open bulk writer loads, for progress events.
+    writer_tables: std::collections::HashMap<u32, String>,
 }
 
 impl HostState {
@@ -428,7 +438,7 @@ impl wit_db::HostHandle for HostState {
             HandleResource::Discard(_) => Ok(WriterResource::Discard { columns: columns.len(), rows: 0 }),
             HandleResource::Sqlite(_) => {
                 let target = Resource::new_borrow(h.rep());
-                Ok(WriterResource::Sqlite { target, table, columns, rows: 0, finished: false })
+                Ok(WriterResource::Sqlite { target, table: table.clone(), columns, rows: 0, finished: false })
             }
         };
         Ok(match writer {
@@ -440,6 +450,9 @@ impl wit_db::HostHandle for HostState {
                 }
                 let w = self.table.push(w)?;
                 self.writer_handles.insert(w.rep(), h.rep());
+                let scope = self.scope_or(&h);
+                self.events.load_started(&scope, &table);
+                self.writer_tables.insert(w.rep(), table);
                 Ok(w)
             }
             Err(e) => Err(e),
@@ -477,7 +490,44 @@ impl wit_db::HostCursor for HostState {
 impl wit_db::HostBulkWriter for HostState {
     async fn write(&mut self, w: Resource<WriterResource>, rows: Batch) -> wasmtime::Result<Result<(), DbError>> {
         self.host_calls += 1;
-        let (target, table, columns) = match self.table.get_mut(&w)? {
+        let sent = rows.rows as u64;
+        let written = self.write_rows(&w, rows).await?;
+        if written.is_ok()
+            && let Some(table) = self.writer_tables.get(&w.rep())
+        {
+            let scope = self.progress_scope.clone().unwrap_or_default();
+            self.events.rows_sent(&scope, table, sent);
+        }
+        Ok(written)
+    }
+
+    async fn finish(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
+        self.host_calls += 1;
+        let finished = self.finish_rows(&w).await?;
+        if let (Ok(rows), Some(table)) = (&finished, self.writer_tables.remove(&w.rep())) {
+            let scope = self.progress_scope.clone().unwrap_or_default();
+            self.events.load_finished(&scope, &table, *rows);
+        }
+        Ok(finished)
+    }
+
+    async fn drop(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<()> {
+        self.writer_tables.remove(&w.rep());
+        self.drop_writer(w)
+    }
+}
+
+impl HostState {
+    /// The database events are reported under: the job's name for it, else the handle's label.
+    fn scope_or(&self, h: &Resource<HandleResource>) -> String {
+        match &self.progress_scope {
+            Some(s) => s.clone(),
+            None => self.table.get(h).map(|h| h.label()).unwrap_or_default(),
+        }
+    }
+
+    async fn write_rows(&mut self, w: &Resource<WriterResource>, rows: Batch) -> wasmtime::Result<Result<(), DbError>> {
+        let (target, table, columns) = match self.table.get_mut(w)? {
             WriterResource::Postgres(p) => return Ok(p.write(rows).await),
             WriterResource::Discard { columns, rows: count } => {
                 return Ok(rows.validate(*columns).map(|_| *count += rows.rows as u64));
@@ -494,19 +544,18 @@ impl wit_db::HostBulkWriter for HostState {
             return Ok(Err(DbError::new(ErrorKind::InvalidInput, "bulk writer lost its SQLite target")));
         };
         let inserted = db.insert(&table, &columns, rows).await;
-        if let (Ok(n), WriterResource::Sqlite { rows, .. }) = (&inserted, self.table.get_mut(&w)?) {
+        if let (Ok(n), WriterResource::Sqlite { rows, .. }) = (&inserted, self.table.get_mut(w)?) {
             *rows += n;
         }
         Ok(inserted.map(|_| ()))
     }
 
-    async fn finish(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
-        self.host_calls += 1;
+    async fn finish_rows(&mut self, w: &Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
         if let Some(handle) = self.writer_handles.get(&w.rep()).copied() {
             self.busy_handles.remove(&handle);
             self.copy_handles.remove(&handle);
         }
-        Ok(match self.table.get_mut(&w)? {
+        Ok(match self.table.get_mut(w)? {
             WriterResource::Postgres(p) => p.finish().await,
             WriterResource::Discard { rows, .. } => Ok(*rows),
             WriterResource::Sqlite { rows, finished, .. } => {
@@ -516,7 +565,7 @@ impl wit_db::HostBulkWriter for HostState {
         })
     }
 
-    async fn drop(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<()> {
+    fn drop_writer(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<()> {
         if let Some(handle) = self.writer_handles.remove(&w.rep()) {
             self.busy_handles.remove(&handle);
             self.copy_handles.remove(&handle);
@@ -543,6 +592,8 @@ impl wit_events::Host for HostState {
         rows_total: u64,
     ) -> wasmtime::Result<()> {
         if self.progress_budget.allow() {
+            // Reported under the job's name for the database, when it has one.
+            let database = self.progress_scope.clone().unwrap_or(database);
             self.events.progress(
                 &printable(&truncate(database, 256)),
                 &printable(&truncate(table, 256)),
@@ -662,6 +713,8 @@ impl Runtime {
             copy_handles: Default::default(),
             writer_handles: Default::default(),
             allow_drop: false,
+            progress_scope: None,
+            writer_tables: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -769,6 +822,11 @@ impl Instance {
         state.busy_handles.clear();
         state.copy_handles.clear();
         state.writer_handles.clear();
+    }
+
+    /// Report progress events of what follows under `database` (the job's name for it).
+    pub fn set_progress_scope(&mut self, database: &str) {
+        self.store.data_mut().progress_scope = Some(database.to_string());
     }
 
     /// Allow the component to drop tables (the job was started with `--force`).

@@ -271,10 +271,11 @@ pub(crate) fn verify_table(
     hash: impl Fn(usize, Value<'_>) -> Result<u64, String>,
 ) -> Result<TableReport, Failure> {
     let table = &copied.table;
-    let target_rows =
-        target.count_rows(table).map_err(|e| db_failure(&format!("verifying {target_label}.{table}"), e))?;
     let mut read_back = TableChecksum::default();
-    if !copied.columns.is_empty() {
+    // Reading every row back counts them too; a table nothing was copied into is only counted.
+    let target_rows = if copied.columns.is_empty() {
+        target.count_rows(table).map_err(|e| db_failure(&format!("verifying {target_label}.{table}"), e))?
+    } else {
         let mut cursor = target
             .read(table, &copied.columns, &[], batch_rows)
             .map_err(|e| db_failure(&format!("verifying {target_label}.{table}"), e))?;
@@ -287,7 +288,8 @@ pub(crate) fn verify_table(
             add_rows_with(&batch, &mut read_back, &hash)
                 .map_err(|e| Failure::new(format!("verifying {target_label}.{table}: {e}")))?;
         }
-    }
+        read_back.rows
+    };
     if target_rows != copied.checksum.rows || read_back != copied.checksum {
         return Err(Failure {
             kind: FailureKind::VerificationMismatch,

@@ -1,0 +1,404 @@
+//! Progress while a job runs, and the timeline it leaves.
+//!
+//! On a terminal each database gets a bar (the table being loaded, rows/s, ETA); elsewhere a
+//! table that takes a while gets a plain line every few seconds; `--quiet` shows neither. Every
+//! event can also go to a JSON-lines file (`--progress-events`), and the timeline (when each
+//! database and table started and finished, when the first row reached a target) goes into
+//! the `--report` JSON. Row counts come from the host's own bulk writers, not from the
+//! component: what is shown is what was sent.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+static PROCESS_START: OnceLock<Instant> = OnceLock::new();
+
+/// When the process started (the first call fixes it: `cli::main` calls this first thing).
+pub fn process_start() -> Instant {
+    *PROCESS_START.get_or_init(Instant::now)
+}
+
+fn since_start_ms() -> u64 {
+    process_start().elapsed().as_millis() as u64
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Display {
+    /// indicatif bars on stderr.
+    Bars,
+    /// A line now and then (logs, CI, pipes).
+    Lines,
+    /// Nothing but warnings, errors and the final result.
+    Quiet,
+}
+
+impl Display {
+    /// Bars when stderr is a terminal, lines otherwise, nothing when quiet.
+    pub fn choose(quiet: bool) -> Display {
+        if quiet {
+            Display::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Display::Bars
+        } else {
+            Display::Lines
+        }
+    }
+}
+
+/// How often a long table gets a plain line.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// One event, as `--progress-events` writes it (one JSON object per line).
+#[derive(Serialize, Clone, Debug)]
+pub struct ProgressEvent<'a> {
+    /// Milliseconds since the process started.
+    pub at_ms: u64,
+    /// `component-ready`, `database-started`, `table-started`, `rows`, `table-loaded`,
+    /// `database-finished` or `first-row`.
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub database: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub table: &'a str,
+    /// Rows sent to the target so far (of this table).
+    pub rows: u64,
+    /// Rows the source table has, when known (0: unknown).
+    pub rows_total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ok: Option<bool>,
+}
+
+/// When things happened, in milliseconds since the process started (report field `timeline`).
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct Timeline {
+    /// The migration component was compiled (or loaded from the cache) and instantiated.
+    pub component_ready_ms: Option<u64>,
+    /// The first row was sent to a target.
+    pub first_row_ms: Option<u64>,
+    pub databases: Vec<DatabaseTimeline>,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct DatabaseTimeline {
+    pub database: String,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub ok: Option<bool>,
+    pub tables: Vec<TableTimeline>,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TableTimeline {
+    pub table: String,
+    /// The bulk load began (the table exists in the target).
+    pub started_ms: u64,
+    /// The bulk load finished (before keys, indexes and verification).
+    pub loaded_ms: Option<u64>,
+    pub rows: u64,
+}
+
+/// Progress of one job; clones share it.
+#[derive(Clone)]
+pub struct Progress {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    display: Display,
+    multi: Option<MultiProgress>,
+    events_file: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    timeline: Timeline,
+    live: HashMap<String, LiveTable>,
+    bars: HashMap<String, ProgressBar>,
+}
+
+/// The table a database is loading now.
+struct LiveTable {
+    table: String,
+    started: Instant,
+    rows: u64,
+    total: u64,
+    last_line: Instant,
+}
+
+impl Progress {
+    /// Progress shown as `display`, with every event also written to `events_file` if given.
+    pub fn new(display: Display, events_file: Option<&Path>) -> Result<Progress, String> {
+        let events_file = match events_file {
+            Some(p) => Some(Mutex::new(std::io::BufWriter::new(
+                std::fs::File::create(p).map_err(|e| format!("cannot write {}: {e}", p.display()))?,
+            ))),
+            None => None,
+        };
+        let multi = (display == Display::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Ok(Progress { inner: Arc::new(Inner { display, multi, events_file, state: Mutex::default() }) })
+    }
+
+    /// No display, no file: only the timeline.
+    pub fn silent() -> Progress {
+        Progress::new(Display::Quiet, None).expect("no file to open")
+    }
+
+    pub fn display(&self) -> Display {
+        self.inner.display
+    }
+
+    /// Run `f` (which prints) without tearing the bars.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.inner.multi {
+            Some(m) => m.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn emit(&self, event: ProgressEvent<'_>) {
+        if let Some(file) = &self.inner.events_file
+            && let Ok(line) = serde_json::to_string(&event)
+        {
+            let mut f = file.lock().unwrap();
+            let _ = writeln!(f, "{line}");
+            // Flushed at table granularity: a reader following the file sees loads as they end.
+            if event.event != "rows" {
+                let _ = f.flush();
+            }
+        }
+    }
+
+    fn event<'a>(event: &'static str, database: &'a str, table: &'a str) -> ProgressEvent<'a> {
+        ProgressEvent { at_ms: since_start_ms(), event, database, table, rows: 0, rows_total: 0, ok: None }
+    }
+
+    /// The component is instantiated: everything from here on is migration work.
+    pub fn component_ready(&self) {
+        let mut s = self.inner.state.lock().unwrap();
+        if s.timeline.component_ready_ms.is_none() {
+            let e = Self::event("component-ready", "", "");
+            s.timeline.component_ready_ms = Some(e.at_ms);
+            drop(s);
+            self.emit(e);
+        }
+    }
+
+    pub fn database_started(&self, database: &str) {
+        let e = Self::event("database-started", database, "");
+        let mut s = self.inner.state.lock().unwrap();
+        s.timeline.databases.push(DatabaseTimeline {
+            database: database.to_string(),
+            started_ms: e.at_ms,
+            ..Default::default()
+        });
+        if let Some(multi) = &self.inner.multi {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:.bold} {msg:24!} [{bar:30}] {human_pos}/{human_len} rows {per_sec:>12} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{database:<16}"));
+            bar.set_message("schema");
+            s.bars.insert(database.to_string(), bar);
+        }
+        drop(s);
+        self.emit(e);
+    }
+
+    pub fn database_finished(&self, database: &str, ok: bool) {
+        let mut e = Self::event("database-finished", database, "");
+        e.ok = Some(ok);
+        let mut s = self.inner.state.lock().unwrap();
+        if let Some(db) = s.timeline.databases.iter_mut().rev().find(|d| d.database == database) {
+            db.finished_ms = Some(e.at_ms);
+            db.ok = Some(ok);
+        }
+        s.live.remove(database);
+        if let Some(bar) = s.bars.remove(database) {
+            bar.finish_and_clear();
+            if let Some(multi) = &self.inner.multi {
+                multi.remove(&bar);
+            }
+        }
+        drop(s);
+        self.emit(e);
+    }
+
+    /// A bulk load into `table` began.
+    pub fn table_started(&self, database: &str, table: &str) {
+        let e = Self::event("table-started", database, table);
+        let mut s = self.inner.state.lock().unwrap();
+        if let Some(db) = s.timeline.databases.iter_mut().rev().find(|d| d.database == database) {
+            db.tables.push(TableTimeline { table: table.to_string(), started_ms: e.at_ms, ..Default::default() });
+        }
+        let now = Instant::now();
+        s.live.insert(
+            database.to_string(),
+            LiveTable { table: table.to_string(), started: now, rows: 0, total: 0, last_line: now },
+        );
+        if let Some(bar) = s.bars.get(database) {
+            bar.reset();
+            bar.set_length(0);
+            bar.set_message(table.to_string());
+        }
+        drop(s);
+        self.emit(e);
+    }
+
+    /// The component says how far it is and how many rows the table has.
+    pub fn table_rows_total(&self, database: &str, table: &str, rows_total: u64) {
+        let mut s = self.inner.state.lock().unwrap();
+        let Some(live) = s.live.get_mut(database).filter(|l| l.table == table) else { return };
+        live.total = rows_total;
+        if let Some(bar) = s.bars.get(database) {
+            bar.set_length(rows_total);
+        }
+    }
+
+    /// `rows` more rows were sent to `table`.
+    pub fn rows_sent(&self, database: &str, table: &str, rows: u64) {
+        let mut s = self.inner.state.lock().unwrap();
+        let first = s.timeline.first_row_ms.is_none() && rows > 0;
+        let mut line = None;
+        let mut e = Self::event("rows", database, table);
+        if first {
+            s.timeline.first_row_ms = Some(e.at_ms);
+        }
+        if let Some(live) = s.live.get_mut(database).filter(|l| l.table == table) {
+            live.rows += rows;
+            e.rows = live.rows;
+            e.rows_total = live.total;
+            if self.inner.display == Display::Lines && live.last_line.elapsed() >= LINE_EVERY {
+                live.last_line = Instant::now();
+                line = Some(progress_line(database, live));
+            }
+        }
+        if let Some(bar) = s.bars.get(database) {
+            bar.inc(rows);
+        }
+        drop(s);
+        if first {
+            self.emit(Self::event("first-row", database, table));
+        }
+        self.emit(e);
+        if let Some(line) = line {
+            crate::output::detail(&line);
+        }
+    }
+
+    /// The bulk load into `table` finished with `rows` rows.
+    pub fn table_loaded(&self, database: &str, table: &str, rows: u64) {
+        let mut e = Self::event("table-loaded", database, table);
+        e.rows = rows;
+        let mut s = self.inner.state.lock().unwrap();
+        if let Some(t) = s
+            .timeline
+            .databases
+            .iter_mut()
+            .rev()
+            .find(|d| d.database == database)
+            .and_then(|d| d.tables.iter_mut().rev().find(|t| t.table == table))
+        {
+            t.loaded_ms = Some(e.at_ms);
+            t.rows = rows;
+        }
+        if let Some(live) = s.live.get(database).filter(|l| l.table == table) {
+            e.rows_total = live.total;
+        }
+        if let Some(bar) = s.bars.get(database) {
+            bar.set_message(format!("{table}: keys, verify"));
+        }
+        drop(s);
+        self.emit(e);
+    }
+
+    /// What happened when, for the report.
+    pub fn timeline(&self) -> Timeline {
+        self.inner.state.lock().unwrap().timeline.clone()
+    }
+
+    /// Clear the bars (before the final summary).
+    pub fn finish(&self) {
+        let mut s = self.inner.state.lock().unwrap();
+        for (_, bar) in s.bars.drain() {
+            bar.finish_and_clear();
+        }
+        if let Some(file) = &self.inner.events_file {
+            let _ = file.lock().unwrap().flush();
+        }
+    }
+}
+
+fn progress_line(database: &str, live: &LiveTable) -> String {
+    let secs = live.started.elapsed().as_secs_f64().max(1e-3);
+    let rate = live.rows as f64 / secs;
+    if live.total > 0 {
+        let left = live.total.saturating_sub(live.rows) as f64 / rate.max(1.0);
+        format!(
+            "… {database}: {} {}/{} rows ({:.0} %), {:.0} rows/s, ~{left:.0} s left",
+            live.table,
+            live.rows,
+            live.total,
+            100.0 * live.rows as f64 / live.total as f64,
+            rate
+        )
+    } else {
+        format!("… {database}: {} {} rows, {rate:.0} rows/s", live.table, live.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_records_databases_tables_and_the_first_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("events.jsonl");
+        let p = Progress::new(Display::Quiet, Some(&events)).unwrap();
+        p.component_ready();
+        p.database_started("server_db");
+        p.table_started("server_db", "users");
+        p.table_rows_total("server_db", "users", 3);
+        p.rows_sent("server_db", "users", 0);
+        assert!(p.timeline().first_row_ms.is_none(), "an empty batch is not a row");
+        p.rows_sent("server_db", "users", 2);
+        p.rows_sent("server_db", "users", 1);
+        p.table_loaded("server_db", "users", 3);
+        p.database_finished("server_db", true);
+        p.finish();
+        let t = p.timeline();
+        assert!(t.component_ready_ms.unwrap() <= t.first_row_ms.unwrap());
+        let db = &t.databases[0];
+        assert_eq!((db.database.as_str(), db.ok), ("server_db", Some(true)));
+        assert_eq!((db.tables[0].table.as_str(), db.tables[0].rows), ("users", 3));
+        assert!(db.tables[0].loaded_ms.unwrap() <= db.finished_ms.unwrap());
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(&events).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "component-ready",
+                "database-started",
+                "table-started",
+                "rows",
+                "first-row",
+                "rows",
+                "rows",
+                "table-loaded",
+                "database-finished"
+            ]
+        );
+        assert_eq!((lines[6]["rows"].as_u64(), lines[6]["rows_total"].as_u64()), (Some(3), Some(3)));
+    }
+}
