@@ -10,6 +10,7 @@ mod ceiling;
 mod cluster;
 mod generate;
 mod measure;
+mod reverse;
 mod rng;
 mod run;
 mod schema;
@@ -85,6 +86,15 @@ enum Cmd {
         min_pgloader_ratio: f64,
         #[arg(long, default_value_t = 150.0)]
         max_rss_mb: f64,
+        /// PostgreSQL → SQLite: ours / the bare rusqlite insert loop must reach this.
+        #[arg(long, default_value_t = 0.8)]
+        min_reverse_ratio: f64,
+        /// Warm start to the first row sent, in ms (from our CLI's report timeline).
+        #[arg(long, default_value_t = 100.0)]
+        max_first_row_ms: f64,
+        /// Skip the PostgreSQL → SQLite measurements.
+        #[arg(long)]
+        no_reverse: bool,
         /// Leave Nagle's algorithm on in the ceiling's client (as sqlx 0.9.0 does): shows the
         /// ~40 ms delayed-ACK stall per COPY. Not a ceiling; for reproducing that cost only.
         #[arg(long)]
@@ -145,6 +155,9 @@ fn main() {
             min_original_ratio,
             min_pgloader_ratio,
             max_rss_mb,
+            min_reverse_ratio,
+            max_first_row_ms,
+            no_reverse,
             ceiling_nagle,
             socket_diagnostic,
         } => {
@@ -161,6 +174,9 @@ fn main() {
                 min_original_ratio,
                 min_pgloader_ratio,
                 max_rss_mb,
+                min_reverse_ratio,
+                max_first_row_ms,
+                reverse: !no_reverse,
                 ceiling_nagle,
                 socket_diagnostic,
             };
