@@ -373,3 +373,58 @@ fn fk_violation_is_reported() {
     pg.assert_no_rows_anywhere();
     assert_no_lock_file(&data_dir);
 }
+
+/// `--quiet` prints only the result; `--progress-events` and the report's timeline say what
+/// was sent where and when, and agree with the report's row counts.
+#[test]
+fn quiet_run_keeps_progress_events_and_timeline() {
+    let pg = PgCluster::start();
+    let tmp = fixture_copy();
+    let data_dir = data_dir(tmp.path());
+    let events_file = tmp.path().join("events.jsonl");
+    let report_file = tmp.path().join("report.json");
+    let out = migrate_with_data_dir(
+        &pg,
+        &data_dir,
+        &["--quiet", "--progress-events", events_file.to_str().unwrap(), "--report", report_file.to_str().unwrap()],
+    );
+    assert_success(&out);
+    assert_eq!(out.stdout.trim(), "✔ Migration postgres completed", "quiet prints only the result: {out:?}");
+    assert_eq!(out.stderr.trim(), "", "{out:?}");
+
+    let report: serde_json::Value = serde_json::from_slice(&fs::read(&report_file).unwrap()).unwrap();
+    let events: Vec<serde_json::Value> = fs::read_to_string(&events_file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of = |kind: &'static str| events.iter().filter(move |e| e["event"] == kind);
+    assert_eq!(of("component-ready").count(), 1);
+    assert_eq!(of("first-row").count(), 1);
+    for db in expected_databases() {
+        assert_eq!(of("database-started").filter(|e| e["database"] == db.as_str()).count(), 1, "{db}");
+        let finished: Vec<_> = of("database-finished").filter(|e| e["database"] == db.as_str()).collect();
+        assert_eq!(finished.len(), 1, "{db}");
+        assert_eq!(finished[0]["ok"], true, "{db}");
+    }
+    // Every table with rows was loaded with exactly the rows the report verified.
+    let mut checked = 0;
+    for db in report["databases"].as_array().unwrap() {
+        let name = db["postgres_database"].as_str().unwrap();
+        for t in db["tables"].as_array().unwrap().iter().filter(|t| t["target_rows"].as_u64() > Some(0)) {
+            let loaded: Vec<_> =
+                of("table-loaded").filter(|e| e["database"] == name && e["table"] == t["table"]).collect();
+            assert_eq!(loaded.len(), 1, "{name}.{}", t["table"]);
+            assert_eq!(loaded[0]["rows"], t["target_rows"], "{name}.{}", t["table"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} tables with rows");
+    // Times only go forward, and the timeline agrees with the events.
+    let times: Vec<u64> = events.iter().map(|e| e["at_ms"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "event times go backwards: {times:?}");
+    let timeline = &report["timeline"];
+    assert_eq!(timeline["first_row_ms"], of("first-row").next().unwrap()["at_ms"]);
+    assert!(timeline["component_ready_ms"].as_u64() <= timeline["first_row_ms"].as_u64());
+    assert_eq!(timeline["databases"].as_array().unwrap().len(), expected_databases().len());
+}

@@ -344,7 +344,10 @@ async fn run(
                 skip_rejects: args.skip_rejects,
                 dry_run: args.dry_run,
                 allow_running_server: args.allow_running_server,
-                progress: events.progress().clone(),
+                runtime,
+                events: events.clone(),
+                limits: args.limits(),
+                parallel: args.parallel,
             },
         )
         .await?;

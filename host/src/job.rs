@@ -351,8 +351,12 @@ pub struct ToSqlite<'a> {
     pub dry_run: bool,
     /// Replace files even though a process (a running server) has them open.
     pub allow_running_server: bool,
-    /// Where progress goes (the instance's events feed it too).
-    pub progress: crate::progress::Progress,
+    /// The compiled component, for one instance per database.
+    pub runtime: &'a Runtime,
+    pub events: output::ConsoleEvents,
+    pub limits: crate::runtime::Limits,
+    /// Databases written at once.
+    pub parallel: usize,
 }
 
 /// A SQLite file written by a PostgreSQL → SQLite job.
@@ -432,8 +436,8 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
     for db in &plan {
         check_not_in_use(&root.join(&db.sqlite_file), job.allow_running_server)?;
     }
-    let mut built: Vec<(api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource)> = Vec::new();
-    let result = build_all(instance, &job, &plan, &mut built).await;
+    let mut built: Vec<Built> = Vec::new();
+    let result = build_all(&job, &plan, &mut built).await;
     if job.dry_run {
         result?;
         let files = built
@@ -542,83 +546,107 @@ fn remove_with_sidecars(path: &std::path::Path) {
     }
 }
 
-async fn build_all(
-    instance: &mut Instance,
-    job: &ToSqlite<'_>,
-    plan: &[api::PlannedDatabase],
-    built: &mut Vec<(api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource)>,
-) -> Result<(), JobError> {
-    let root = &job.data_dir.root;
+/// A file built and verified, still open, under its temporary name.
+type Built = (api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource);
+
+/// Build every file, `job.parallel` at a time, each database in its own sandboxed instance.
+/// Every rejected row of every database is reported before failing.
+async fn build_all(job: &ToSqlite<'_>, plan: &[api::PlannedDatabase], built: &mut Vec<Built>) -> Result<(), JobError> {
+    use futures_util::{FutureExt, StreamExt};
+    let pending: Vec<_> = plan.iter().enumerate().map(|(i, db)| build_one(job, db).map(move |o| (i, o))).collect();
+    // Unordered: a small database that finishes frees its slot at once.
+    let mut outcomes: Vec<(usize, Result<Built, JobError>)> =
+        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await;
+    outcomes.sort_by_key(|(i, _)| *i);
     let mut rejected: Option<JobError> = None;
-    for db in plan {
-        let dest = root.join(&db.sqlite_file);
-        if let Some(dir) = dest.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| JobError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    let mut failed: Option<JobError> = None;
+    for (i, outcome) in outcomes {
+        match outcome {
+            Ok(b) => built.push(b),
+            Err(e @ JobError::Rejected { rejected_rows, .. }) => {
+                output::error(&format!("{}: {rejected_rows} row(s) rejected", plan[i].postgres_database));
+                rejected = Some(merge(rejected, e));
+            }
+            Err(e) => failed = failed.or(Some(e)),
         }
-        let tmp = if job.dry_run { PathBuf::from(":memory:") } else { temporary_path(&dest) };
+    }
+    match (failed, rejected) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Build one file under its temporary name; on failure nothing of it is left.
+async fn build_one(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Result<Built, JobError> {
+    let progress = job.events.progress();
+    progress.database_started(&db.postgres_database);
+    let result = build_one_inner(job, db).await;
+    progress.database_finished(&db.postgres_database, result.is_ok());
+    result
+}
+
+async fn build_one_inner(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Result<Built, JobError> {
+    let root = &job.data_dir.root;
+    let dest = root.join(&db.sqlite_file);
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| JobError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let tmp = if job.dry_run { PathBuf::from(":memory:") } else { temporary_path(&dest) };
+    if !job.dry_run {
+        remove_with_sidecars(&tmp);
+    }
+    let target = SqliteSource::create(&tmp).map_err(|e| JobError::Failed(e.message))?;
+    let source = PgTarget::open_source(job.server.options(), &db.postgres_database)
+        .await
+        .map_err(|e| JobError::Failed(e.message))?;
+    let mut instance = instance(job.runtime, job.events.clone(), job.limits).await?;
+    instance.set_progress_scope(&db.postgres_database);
+    let source = instance.add_handle(HandleResource::Postgres(source)).map_err(|e| JobError::Failed(e.to_string()))?;
+    let target = instance.add_handle(HandleResource::Sqlite(target)).map_err(|e| JobError::Failed(e.to_string()))?;
+    let options = api::Options {
+        force: false,
+        batch_rows: job.batch_rows,
+        skip_rejects: job.skip_rejects,
+        dry_run: job.dry_run,
+        extra: Vec::new(),
+    };
+    let outcome = instance.migrate_to_sqlite(db, &source, &target, options).await;
+    let _ = instance.take_handle(source);
+    let target = instance.take_handle(target);
+    // Whatever the component still holds goes before any cleanup.
+    instance.release_all();
+    let discard = |target| {
+        drop(target);
         if !job.dry_run {
             remove_with_sidecars(&tmp);
         }
-        let target = SqliteSource::create(&tmp).map_err(|e| JobError::Failed(e.message))?;
-        let source = PgTarget::open_source(job.server.options(), &db.postgres_database)
-            .await
-            .map_err(|e| JobError::Failed(e.message))?;
-        let source =
-            instance.add_handle(HandleResource::Postgres(source)).map_err(|e| JobError::Failed(e.to_string()))?;
-        let target =
-            instance.add_handle(HandleResource::Sqlite(target)).map_err(|e| JobError::Failed(e.to_string()))?;
-        let options = api::Options {
-            force: false,
-            batch_rows: job.batch_rows,
-            skip_rejects: job.skip_rejects,
-            dry_run: job.dry_run,
-            extra: Vec::new(),
-        };
-        instance.set_progress_scope(&db.postgres_database);
-        job.progress.database_started(&db.postgres_database);
-        let outcome = instance.migrate_to_sqlite(db, &source, &target, options).await;
-        job.progress.database_finished(&db.postgres_database, matches!(outcome, Ok(Ok(_))));
-        let _ = instance.take_handle(source);
-        let target = match instance.take_handle(target) {
-            Ok(HandleResource::Sqlite(t)) => t,
-            _ => return Err(JobError::Failed("lost the SQLite target handle".into())),
-        };
-        match outcome.map_err(|e| JobError::Failed(e.to_string()))? {
-            Ok(report) => {
-                let label = kind_label(db.kind);
-                let done = if job.dry_run { "checked (dry run)" } else { "successfully written" };
-                match &db.app_pid {
-                    Some(pid) => {
-                        output::success(&format!("{label} database successfully written: {pid}: {}", dest.display()))
-                    }
-                    None => output::success(&format!("{label} database {done}: {}", dest.display())),
-                }
-                for t in &report.tables {
-                    output::detail(&format!(
-                        "✅ Table \"{}\": Postgres={}, SQLite={}",
-                        t.table, t.source_rows, t.target_rows
-                    ));
-                }
-                built.push((db.clone(), report, tmp, target));
-            }
-            Err(failure) => {
-                drop(target);
-                if !job.dry_run {
-                    remove_with_sidecars(&tmp);
-                }
-                match JobError::from_failure(failure) {
-                    e @ JobError::Rejected { rejected_rows, .. } => {
-                        output::error(&format!("{}: {rejected_rows} row(s) rejected", db.postgres_database));
-                        rejected = Some(merge(rejected, e));
-                    }
-                    e => return Err(e),
-                }
-            }
+    };
+    let target = match target {
+        Ok(HandleResource::Sqlite(t)) => t,
+        other => {
+            discard(other.ok());
+            return Err(JobError::Failed("lost the SQLite target handle".into()));
         }
+    };
+    let report = match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(failure)) => {
+            discard(Some(HandleResource::Sqlite(target)));
+            return Err(JobError::from_failure(failure));
+        }
+        Err(e) => {
+            discard(Some(HandleResource::Sqlite(target)));
+            return Err(JobError::Failed(e.to_string()));
+        }
+    };
+    let label = kind_label(db.kind);
+    let done = if job.dry_run { "checked (dry run)" } else { "successfully written" };
+    match &db.app_pid {
+        Some(pid) => output::success(&format!("{label} database {done}: {pid}: {}", dest.display())),
+        None => output::success(&format!("{label} database {done}: {}", dest.display())),
     }
-    match rejected {
-        Some(e) => Err(e),
-        None => Ok(()),
+    for t in &report.tables {
+        output::detail(&format!("✅ Table \"{}\": Postgres={}, SQLite={}", t.table, t.source_rows, t.target_rows));
     }
+    Ok((db.clone(), report, tmp, target))
 }
