@@ -35,7 +35,7 @@ lint:
 bench-data ROWS="200000":
     cargo run --release -p blocklet-migrate-bench -- generate --rows {{ROWS}} --seed 1 --out target/bench-data/rows-{{ROWS}}-seed-1
 
-# Benchmark SQLite → PostgreSQL on ROWS generated rows vs the ceiling; exits 1 if a goal is missed (flags: see `run --help`).
+# Benchmark both directions on ROWS generated rows (ceiling, pgloader, rusqlite loop, warm start); exits 1 if a goal is missed (flags: `run --help`).
 bench ROWS="200000" *ARGS:
     cargo build --release -p blocklet-migrate
     cargo run --release -p blocklet-migrate-bench -- run --rows {{ROWS}} --seed 1 {{ARGS}}
