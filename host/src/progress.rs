@@ -201,9 +201,12 @@ impl Progress {
             let bar = multi.add(ProgressBar::new(0));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:.bold} {msg:24!} [{bar:30}] {human_pos}/{human_len} rows {per_sec:>12} ETA {eta}",
+                    "{prefix:.bold} {msg:24!} [{bar:30}] {human_pos}/{human_len} rows {rate:>12} ETA {eta}",
                 )
                 .expect("valid template")
+                .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0} rows/s", state.per_sec());
+                })
                 .progress_chars("=> "),
             );
             bar.set_prefix(format!("{database:<16}"));

@@ -207,6 +207,8 @@ pub(crate) fn copy_table(
         .map_err(|e| db_failure(&format!("reading {source_label} table {name}"), e))?;
     let mut writer =
         ends.target.bulk_load(name, &columns).map_err(|e| db_failure(&format!("loading {target_label}.{name}"), e))?;
+    // The total first, so that progress can show how far along the table is from its first batch.
+    ends.events.progress(target_label, name, 0, total);
     let mut checksum = TableChecksum::default();
     let (mut source_rows, mut rejected_rows, mut progress_at) = (0u64, 0u64, 0u64);
     while let Some(batch) =
