@@ -137,9 +137,9 @@ pub fn convert_value(
         },
         (PgType::Boolean, Value::Integer(n)) => return Err(format!("{n} is not a boolean (0/1)")),
         (PgType::Json | PgType::Jsonb, Value::Text(b) | Value::Blob(b) | Value::Json(b)) => {
-            let parsed = parse_json(b, target.ty == PgType::Jsonb)?;
+            let hash = checked_json_hash(b, target.ty == PgType::Jsonb)?;
             out.push(Value::Json(b));
-            return Ok(json_hash(&parsed));
+            return Ok(hash);
         }
         (PgType::Json | PgType::Jsonb, Value::Integer(n)) => {
             // JSON columns have NUMERIC affinity in SQLite, so a top-level JSON number is
@@ -218,14 +218,15 @@ fn int_in_range(n: i64, ty: &PgType) -> Result<i64, String> {
     Ok(n)
 }
 
-fn parse_json(b: &[u8], jsonb: bool) -> Result<serde_json::Value, String> {
+/// Check a JSON text the way the target column will, and hash it by meaning.
+fn checked_json_hash(b: &[u8], jsonb: bool) -> Result<u64, String> {
     let s = utf8(b)?;
-    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("invalid JSON: {e}"))?;
+    let digest = canonical::json_text_hash(b).map_err(|e| format!("invalid JSON: {e}"))?;
     // jsonb refuses the escape anywhere in the text, even under a key a duplicate replaces.
-    if jsonb && (contains_nul(&v) || has_nul_escape(s)) {
+    if jsonb && (digest.has_nul || has_nul_escape(s)) {
         return Err("JSON contains \\u0000, which jsonb cannot store".into());
     }
-    Ok(v)
+    Ok(digest.hash)
 }
 
 /// A `\u0000` escape (any hex case) outside of an escaped backslash.
@@ -243,16 +244,6 @@ fn has_nul_escape(s: &str) -> bool {
         }
     }
     false
-}
-
-fn contains_nul(v: &serde_json::Value) -> bool {
-    use serde_json::Value as J;
-    match v {
-        J::String(s) => s.contains('\0'),
-        J::Array(a) => a.iter().any(contains_nul),
-        J::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
 }
 
 /// `A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11` → `a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`.
@@ -518,8 +509,7 @@ fn check_sqlite_keeps_number(json: &[u8]) -> Result<(), String> {
 pub fn sqlite_hash(ty: &PgType, v: Value<'_>) -> Result<u64, String> {
     match (ty, v) {
         (PgType::Json | PgType::Jsonb, Value::Text(b) | Value::Json(b) | Value::Blob(b)) => {
-            let parsed: serde_json::Value = serde_json::from_slice(b).map_err(|e| format!("invalid JSON: {e}"))?;
-            Ok(json_hash(&parsed))
+            Ok(canonical::json_text_hash(b).map_err(|e| format!("invalid JSON: {e}"))?.hash)
         }
         (PgType::Json | PgType::Jsonb, Value::Integer(n)) => Ok(json_hash(&serde_json::Value::from(n))),
         (PgType::Json | PgType::Jsonb, Value::Real(f)) => Ok(json_hash(&serde_json::Value::from(f))),

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use blocklet_migrate_guest::batch::{Batch, Column, Value};
-use blocklet_migrate_guest::canonical::{chain, row_start, value_hash};
+use blocklet_migrate_guest::canonical::{chain, json_hash, json_text_hash, row_start, value_hash};
 use blocklet_migrate_guest::convert::{convert_value, sqlite_hash, to_sqlite, value_to_sqlite};
 use blocklet_migrate_guest::ddl::{PgColumn, PgType};
 use blocklet_migrate_guest::timestamp::{format_micros, parse_text};
@@ -721,6 +721,15 @@ proptest! {
     #[test]
     fn sqlite_to_uuid_and_bytea(v in sqlite_value_strategy(), bytea in any::<bool>(), nn in any::<bool>()) {
         check_sqlite_to_pg(&v, &if bytea { PgType::Bytea } else { PgType::Uuid }, nn)?;
+    }
+
+    /// Hashing while parsing gives the hash of the parsed tree, for every document and spelling.
+    #[test]
+    fn streaming_json_hash_is_the_tree_hash(g in gj_strategy(), st in style_strategy()) {
+        let text = json_text(&g, st);
+        let tree: J = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        let digest = json_text_hash(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{text}: {e}")))?;
+        prop_assert_eq!(digest.hash, json_hash(&tree), "{}", text);
     }
 
     /// Every generated JSON document, in every spelling, into json and jsonb: the hash is the
