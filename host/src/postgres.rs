@@ -126,7 +126,7 @@ impl PgTarget {
         let mut conn = PgConnection::connect_with(&options.clone().database(database))
             .await
             .map_err(|e| pg_error(&format!("connecting to database {database}"), e))?;
-        disable_nagle(&mut conn).await;
+        disable_nagle(options.get_port());
         sqlx::raw_sql(begin).execute(&mut conn).await.map_err(|e| pg_error(database, e))?;
         let (tx, rx) = mpsc::channel(8);
         tokio::spawn(serve(conn, database.to_string(), rx));
@@ -277,22 +277,25 @@ impl PgTarget {
     }
 }
 
-/// Turn on `TCP_NODELAY` for a connection's socket.
+/// Turn on `TCP_NODELAY` for this process's connections to the server at `server_port`.
 ///
 /// sqlx 0.9 never sets it, and its COPY writes every `CopyData` and the closing `CopyDone` as
 /// separate flushes: with Nagle's algorithm each flush after the first waits for the server's
 /// delayed ACK (~40 ms), so every table cost at least 40 ms more than its data (measured: the
 /// demo fixture's 89 tables took 7.7 s over TCP, 0.7 s with this). sqlx exposes no socket, so
-/// find ours by the local port the server reports and set the option on that descriptor.
-pub async fn disable_nagle(conn: &mut PgConnection) {
-    let Ok(Some(port)) = sqlx::query_scalar::<_, Option<i32>>("SELECT inet_client_port()").fetch_one(&mut *conn).await
-    else {
-        return; // a Unix socket: nothing to do
-    };
-    if let Some(fd) = socket_fd_for_local_port(port as u16) {
+/// every TCP socket of this process whose peer port is the server's gets the option: that also
+/// covers a proxy in between (its port is the one we connected to), and it is harmless on any
+/// other connection to such a port. Unix sockets have no peer port and are left alone.
+pub fn disable_nagle(server_port: u16) {
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    for entry in fds.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<libc::c_int>().ok()) else { continue };
+        if peer_port(fd) != Some(server_port) {
+            continue;
+        }
         let on: libc::c_int = 1;
-        // SAFETY: `fd` is an open TCP socket of this process (found through /proc/self/fd);
-        // setsockopt only reads the int we pass.
+        // SAFETY: setsockopt only reads the int we pass; on a descriptor that closed or is no
+        // TCP socket it fails, which changes nothing.
         unsafe {
             libc::setsockopt(
                 fd,
@@ -305,23 +308,21 @@ pub async fn disable_nagle(conn: &mut PgConnection) {
     }
 }
 
-/// This process's file descriptor of the TCP socket bound to local `port`.
-fn socket_fd_for_local_port(port: u16) -> Option<i32> {
-    let wanted = format!(":{port:04X}");
-    let mut inodes = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else { continue };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() > 9 && fields[1].ends_with(&wanted) {
-                inodes.push(format!("socket:[{}]", fields[9]));
-            }
-        }
+/// The remote port of `fd` when it is a connected IPv4/IPv6 socket.
+fn peer_port(fd: libc::c_int) -> Option<u16> {
+    // SAFETY: an all-zero sockaddr_storage is valid; getpeername writes at most `len` bytes into
+    // it and fails on descriptors that are not connected sockets.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    if unsafe { libc::getpeername(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len) } != 0 {
+        return None;
     }
-    std::fs::read_dir("/proc/self/fd").ok()?.flatten().find_map(|entry| {
-        let target = std::fs::read_link(entry.path()).ok()?;
-        inodes.iter().any(|i| target.as_os_str() == i.as_str()).then(|| entry.file_name().to_str()?.parse().ok())?
-    })
+    match addr.ss_family as libc::c_int {
+        // SAFETY: the family says which sockaddr the storage holds.
+        libc::AF_INET => Some(u16::from_be(unsafe { (*(&addr as *const _ as *const libc::sockaddr_in)).sin_port })),
+        libc::AF_INET6 => Some(u16::from_be(unsafe { (*(&addr as *const _ as *const libc::sockaddr_in6)).sin6_port })),
+        _ => None,
+    }
 }
 
 /// How a target column's values are written in binary COPY.
@@ -878,6 +879,18 @@ async fn serve(mut conn: PgConnection, database: String, mut commands: mpsc::Rec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nagle_goes_off_on_connections_to_the_server_port_only() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to_server = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+        let to_other = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
+        assert!(!to_server.nodelay().unwrap() && !to_other.nodelay().unwrap());
+        disable_nagle(server.local_addr().unwrap().port());
+        assert!(to_server.nodelay().unwrap(), "the connection to the server port");
+        assert!(!to_other.nodelay().unwrap(), "a connection to another port is left alone");
+    }
 
     #[test]
     fn uuid_round_trip() {
