@@ -194,12 +194,12 @@ async fn migrate_one(
     job: &ToPostgres<'_>,
     db: &api::PlannedDatabase,
     exists: bool,
-    creating: &tokio::sync::Mutex<()>,
+    setting_up: &tokio::sync::Mutex<()>,
 ) -> OneDatabase {
     let progress = job.events.progress();
     progress.database_started(&db.postgres_database);
     let mut one = OneDatabase { created: false, target: None, outcome: Err(JobError::Failed("not started".into())) };
-    one.outcome = migrate_one_inner(job, db, exists, creating, &mut one.created, &mut one.target).await;
+    one.outcome = migrate_one_inner(job, db, exists, setting_up, &mut one.created, &mut one.target).await;
     progress.database_finished(&db.postgres_database, one.outcome.is_ok());
     one
 }
@@ -208,17 +208,18 @@ async fn migrate_one_inner(
     job: &ToPostgres<'_>,
     db: &api::PlannedDatabase,
     exists: bool,
-    creating: &tokio::sync::Mutex<()>,
+    setting_up: &tokio::sync::Mutex<()>,
     created: &mut bool,
     opened: &mut Option<PgTarget>,
 ) -> Result<api::DatabaseReport, JobError> {
+    // One database sets up at a time (CREATE DATABASE, connections, checks, schema), until its
+    // first table starts loading: concurrent CREATE DATABASEs only slow each other down (each
+    // copies the template), and the largest database, scheduled first, reaches its data soonest.
+    let mut setup_turn = Some(setting_up.lock().await);
     let target = if job.dry_run && !exists {
         HandleResource::Discard(db.postgres_database.clone())
     } else {
         if !job.dry_run && !exists {
-            // One CREATE DATABASE at a time: concurrent ones only slow each other down (each
-            // copies the template), and the largest database, scheduled first, starts soonest.
-            let _creating = creating.lock().await;
             let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
             *created = job.server.ensure_database(&mut admin, &db.postgres_database).await.map_err(JobError::Config)?;
         }
@@ -241,7 +242,21 @@ async fn migrate_one_inner(
         dry_run: job.dry_run,
         extra: Vec::new(),
     };
-    let outcome = instance.migrate_to_postgres(db, &source, &target, options).await;
+    let (loading_tx, loading) = tokio::sync::oneshot::channel();
+    instance.on_first_load(loading_tx);
+    let outcome = {
+        let migration = instance.migrate_to_postgres(db, &source, &target, options);
+        tokio::pin!(migration);
+        tokio::select! {
+            biased;
+            outcome = &mut migration => outcome,
+            _ = loading => {
+                setup_turn = None; // the next database may set up now
+                migration.await
+            }
+        }
+    };
+    drop(setup_turn);
     let _ = instance.take_handle(source);
     if let Ok(HandleResource::Postgres(t)) = instance.take_handle(target) {
         *opened = Some(t);
@@ -271,7 +286,7 @@ async fn migrate_all(
     use futures_util::StreamExt;
     let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
     use futures_util::FutureExt;
-    let creating = tokio::sync::Mutex::new(());
+    let setting_up = tokio::sync::Mutex::new(());
     // Largest first: the biggest database is the critical path, so it starts first.
     let mut order: Vec<usize> = (0..plan.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file))));
@@ -279,7 +294,7 @@ async fn migrate_all(
         .into_iter()
         .map(|i| {
             let db = &plan[i];
-            migrate_one(job, db, existing.contains(&db.postgres_database), &creating).map(move |o| (i, o))
+            migrate_one(job, db, existing.contains(&db.postgres_database), &setting_up).map(move |o| (i, o))
         })
         .collect();
     // Unordered: a small database that finishes frees its slot at once.

@@ -163,6 +163,8 @@ pub struct HostState {
     progress_scope: Option<String>,
     /// The table each open bulk writer loads, for progress events.
     writer_tables: std::collections::HashMap<u32, String>,
+    /// Told when the first bulk load starts (see [`Instance::on_first_load`]).
+    first_load: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl HostState {
@@ -452,6 +454,9 @@ impl wit_db::HostHandle for HostState {
                 self.writer_handles.insert(w.rep(), h.rep());
                 let scope = self.scope_or(&h);
                 self.events.load_started(&scope, &table);
+                if let Some(tx) = self.first_load.take() {
+                    let _ = tx.send(());
+                }
                 self.writer_tables.insert(w.rep(), table);
                 Ok(w)
             }
@@ -715,6 +720,7 @@ impl Runtime {
             allow_drop: false,
             progress_scope: None,
             writer_tables: Default::default(),
+            first_load: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -822,6 +828,11 @@ impl Instance {
         state.busy_handles.clear();
         state.copy_handles.clear();
         state.writer_handles.clear();
+    }
+
+    /// Send on `tx` when the component starts its first bulk load (its setup is over).
+    pub fn on_first_load(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
+        self.store.data_mut().first_load = Some(tx);
     }
 
     /// Report progress events of what follows under `database` (the job's name for it).
