@@ -359,6 +359,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         for db in &prepared.dbs {
             cluster.psql("postgres", &format!("CREATE DATABASE \"{}\"", db.source.pg_name))?;
         }
+        // Like every measurement: start on a checkpointed cluster, not behind the flush of
+        // what these CREATE DATABASEs wrote.
+        cluster.psql("postgres", "CHECKPOINT")?;
         let warm_report = logs.join(format!("warm-{round}.json"));
         let r = measure::run(ours_cmd(tcp_url.clone(), &warm_report), &logs.join(format!("warm-{round}")))?;
         ensure!(
