@@ -283,9 +283,8 @@ async fn migrate_all(
     created: &mut Vec<String>,
     opened: &mut Vec<PgTarget>,
 ) -> Result<Vec<(api::PlannedDatabase, api::DatabaseReport)>, JobError> {
-    use futures_util::StreamExt;
+    use futures_util::{FutureExt, StreamExt};
     let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
-    use futures_util::FutureExt;
     let setting_up = tokio::sync::Mutex::new(());
     // Largest first: the biggest database is the critical path, so it starts first.
     let mut order: Vec<usize> = (0..plan.len()).collect();
