@@ -297,3 +297,31 @@ fn compiled_components_are_cached_and_a_corrupt_entry_is_recompiled() {
         assert_eq!(fs::read(entry).expect("read the entry").len(), original.len(), "junk entry not rewritten");
     }
 }
+
+/// A component built for the previous minor version (1.1.0, before `execute-script`) loads on
+/// this host, imports the database interface it was built with, and runs.
+#[test]
+fn a_component_for_an_older_minor_wit_version_runs() {
+    let v11 = test_component("wit-v1-1");
+    let cache = TempDir::with_prefix("bm-cache-").expect("cache dir");
+    let (out, _) = component_info(Some(&v11), cache.path());
+    assert_eq!(out.code, 0, "a 1.1.0 component must load on a {} host: {out:?}", wit_version());
+    assert_eq!(field(&out, "WIT package"), format!("blocklet:migrate@1.1.0 (host implements {})", wit_version()));
+
+    // Planning calls `handle.list-tables` of the 1.1.0 database interface on the host.
+    let pg = PgCluster::start();
+    let fixture = fixture_copy();
+    let data_dir = data_dir(fixture.path());
+    let url = pg.url();
+    let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
+    let args =
+        ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v11.to_str().unwrap()];
+    let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
+    assert_eq!(out.code, 2, "{out:?}");
+    let ran = out.stderr.lines().find(|l| l.contains("a 1.1.0 component ran on this host and saw"));
+    let tables: usize = ran
+        .and_then(|l| l.split("saw ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the 1.1.0 component did not report what it saw: {out:?}"));
+    assert!(tables > 20, "the 1.1.0 component saw {tables} tables in server.db: {out:?}");
+    assert!(pg.databases().is_empty(), "nothing may be created: {:?}", pg.databases());
+}

@@ -193,9 +193,9 @@ fn forbidden_sql_is_all_refused_by_the_host() {
     let probe = PathBuf::from("/tmp/blocklet-migrate-forbidden-sql");
     let _ = std::fs::remove_file(&probe);
     let run = run_hostile("forbidden-sql", &[]);
-    assert_job_error(&run, "forbidden-sql", "forbidden-sql: all 12 refused");
+    assert_job_error(&run, "forbidden-sql", "forbidden-sql: all 14 refused");
     let refusals: Vec<&str> = run.out.stdout.lines().filter(|l| l.contains(": refused: ")).collect();
-    assert_eq!(refusals.len(), 12, "forbidden-sql: expected 12 refusals logged: {:?}", run.out);
+    assert_eq!(refusals.len(), 14, "forbidden-sql: expected 14 refusals logged: {:?}", run.out);
     for (sql, reason) in [
         ("TO PROGRAM", "COPY"),
         ("ALTER SYSTEM", "ALTER SYSTEM"),
@@ -208,6 +208,9 @@ fn forbidden_sql_is_all_refused_by_the_host() {
         ("DROP TABLE y", "statement"),
         ("GRANT", "GRANT"),
         ("DO $$", "DO"),
+        // Printed with the separator escaped: `\u{1}`.
+        ("(a int)\\u{1}ALTER SYSTEM", "ALTER SYSTEM"),
+        ("(a int)\\u{1}DROP DATABASE", "DROP"),
     ] {
         let line = refusals.iter().find(|l| l.contains(sql)).unwrap_or_else(|| panic!("no refusal of {sql}"));
         let message = line.split(": refused: ").nth(1).unwrap_or("");
@@ -223,7 +226,7 @@ fn forbidden_sql_is_all_refused_by_the_host() {
 #[test]
 fn forbidden_sql_is_refused_by_the_sql_guard_even_with_force() {
     let run = run_hostile("forbidden-sql", &[("--force", "")]);
-    assert_job_error(&run, "forbidden-sql", "forbidden-sql: all 12 refused");
+    assert_job_error(&run, "forbidden-sql", "forbidden-sql: all 14 refused");
     let drop = run.out.stdout.lines().find(|l| l.contains("execute DROP DATABASE postgres: refused: "));
     assert!(
         drop.is_some_and(|l| l.contains("refused DROP DATABASE")),

@@ -74,6 +74,10 @@ pub trait Database {
         batch_rows: u32,
     ) -> Result<Box<dyn Cursor + '_>, DbError>;
     fn execute(&self, statement: &str) -> Result<u64, DbError>;
+    /// Run `statements` in order, stopping at the first failure (one round trip on hosts that can).
+    fn execute_script(&self, statements: &[&str]) -> Result<(), DbError> {
+        statements.iter().try_for_each(|s| self.execute(s).map(|_| ()))
+    }
     fn query(&self, statement: &str) -> Result<Batch, DbError>;
     fn bulk_load(&self, table: &str, columns: &[String]) -> Result<Box<dyn BulkWriter + '_>, DbError>;
 }

@@ -22,4 +22,4 @@ pub mod timestamp;
 mod shell;
 
 /// The WIT package version this component is built against (see `wit/blocklet-migrate.wit`).
-pub const WIT_VERSION: &str = "1.1.0";
+pub const WIT_VERSION: &str = "1.2.0";

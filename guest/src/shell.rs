@@ -300,6 +300,11 @@ impl db::Database for WitDatabase<'_> {
         self.0.execute(statement).map_err(error_from_wit)
     }
 
+    fn execute_script(&self, statements: &[&str]) -> Result<(), DbError> {
+        let owned: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+        self.0.execute_script(&owned).map_err(error_from_wit)
+    }
+
     fn query(&self, statement: &str) -> Result<batch::Batch, DbError> {
         self.0.query(statement).map(batch_from_wit).map_err(error_from_wit)
     }

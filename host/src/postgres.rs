@@ -152,6 +152,17 @@ impl PgTarget {
         self.ask(|r| Command::Execute(sql.to_string(), r)).await
     }
 
+    /// Run checked single statements in order as one simple-protocol query: one round trip.
+    pub async fn execute_script(&self, statements: &[String]) -> Result<(), DbError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        // Each statement passed the SQL guard as exactly one statement, so a newline (ending
+        // any trailing line comment) and a semicolon separate them safely.
+        let script = statements.join("\n;\n");
+        self.ask(|r| Command::Execute(script, r)).await.map(|_| ())
+    }
+
     pub async fn query(&self, sql: &str) -> Result<Batch, DbError> {
         self.ask(|r| Command::Query(sql.to_string(), r)).await
     }

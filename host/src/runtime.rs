@@ -24,7 +24,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub static BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("BLOCKLET_MIGRATE_GUEST_WASM"));
 
 /// The WIT package version this host implements (`wit/blocklet-migrate.wit`).
-pub const HOST_WIT_VERSION: &str = "1.1.0";
+pub const HOST_WIT_VERSION: &str = "1.2.0";
+
+/// The oldest minor version of the WIT package whose components this host runs: 1.1 exports
+/// what 1.2 does (1.2 only added an import), while 1.0's records had another shape.
+const OLDEST_WIT_MINOR: u64 = 1;
 
 /// Default cap on the component's linear memory.
 pub const DEFAULT_MEMORY_LIMIT: usize = 512 << 20;
@@ -83,6 +87,29 @@ impl HandleResource {
             HandleResource::Discard(_) => {
                 crate::sql_guard::check_target_statement(statement).map_err(|m| DbError::new(ErrorKind::Denied, m))?;
                 Ok(0)
+            }
+        }
+    }
+
+    /// Every statement checked first, then run in order; on PostgreSQL in one round trip.
+    async fn execute_script(&self, statements: &[String]) -> Result<(), DbError> {
+        self.deny_read_only()?;
+        match self {
+            HandleResource::Sqlite(s) => {
+                for statement in statements {
+                    s.execute(statement).await?;
+                }
+                Ok(())
+            }
+            HandleResource::Postgres(_) | HandleResource::Discard(_) => {
+                for statement in statements {
+                    crate::sql_guard::check_target_statement(statement)
+                        .map_err(|m| DbError::new(ErrorKind::Denied, m))?;
+                }
+                match self {
+                    HandleResource::Postgres(p) => p.execute_script(statements).await,
+                    _ => Ok(()),
+                }
             }
         }
     }
@@ -271,6 +298,8 @@ impl LogBudget {
 
 /// Rejected rows recorded per job; beyond this they are counted only.
 const MAX_REJECTS_KEPT: u64 = 1_000_000;
+/// Statements one `execute-script` may hold (each is also capped in size by the SQL guard).
+const MAX_SCRIPT_STATEMENTS: usize = 10_000;
 
 /// Text from a component, safe to print: control characters (terminal escapes) are shown
 /// as `\u{..}` instead of being sent to the operator's terminal.
@@ -407,6 +436,30 @@ impl wit_db::HostHandle for HostState {
             )));
         }
         Ok(self.table.get(&h)?.execute(&statement).await)
+    }
+
+    async fn execute_script(
+        &mut self,
+        h: Resource<HandleResource>,
+        statements: Vec<String>,
+    ) -> wasmtime::Result<Result<(), DbError>> {
+        self.host_calls += 1;
+        if let Err(e) = self.check_idle(&h) {
+            return Ok(Err(e));
+        }
+        if statements.len() > MAX_SCRIPT_STATEMENTS {
+            return Ok(Err(DbError::new(
+                ErrorKind::Limit,
+                format!("a script of {} statements: the limit is {MAX_SCRIPT_STATEMENTS}", statements.len()),
+            )));
+        }
+        if !self.allow_drop && statements.iter().any(|s| crate::sqlite::first_keyword(s) == "DROP") {
+            return Ok(Err(DbError::new(
+                ErrorKind::Denied,
+                "DROP is only allowed when the job was started with --force",
+            )));
+        }
+        Ok(self.table.get(&h)?.execute_script(&statements).await)
     }
 
     async fn query(
@@ -763,12 +816,11 @@ fn check_wit_version(exports: &[String]) -> anyhow::Result<()> {
                  it needs the same major version and a minor version no newer than the host's"
             );
         }
-        if v[1] < host[1] {
+        if v[1] < OLDEST_WIT_MINOR {
             bail!(
                 "the component was built for blocklet:migrate@{version}; this host implements blocklet:migrate@{HOST_WIT_VERSION} \
-                 and needs the {}.{} exports (rebuild the component against the current WIT)",
-                host[0],
-                host[1]
+                 and runs components of 1.{OLDEST_WIT_MINOR} or newer (1.0 records had another shape; rebuild the component \
+                 against the current WIT)"
             );
         }
         return Ok(());
@@ -932,5 +984,23 @@ impl Instance {
                 &options
             )
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_versions_this_host_runs() {
+        let check = |v: &str| check_wit_version(&[format!("blocklet:migrate/migrator@{v}")]);
+        for ok in ["1.1.0", "1.2.0", "1.2.1"] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for refused in ["1.0.0", "1.3.0", "2.0.0", "0.9.0"] {
+            let e = check(refused).unwrap_err().to_string();
+            assert!(e.contains(refused) && e.contains(HOST_WIT_VERSION), "{refused}: {e}");
+        }
+        assert!(check_wit_version(&["wasi:cli/run@0.2.0".into()]).is_err());
     }
 }

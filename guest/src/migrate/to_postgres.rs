@@ -162,12 +162,37 @@ impl Job<'_> {
         })
     }
 
+    /// Run a run of statements that are not expected to fail one by one as one script.
+    fn run_script(&self, script: &mut Vec<&str>) -> Result<(), Failure> {
+        if script.is_empty() {
+            return Ok(());
+        }
+        let result = match script.as_slice() {
+            [one] => self.target.execute(one).map(|_| ()),
+            all => self.target.execute_script(all),
+        };
+        result.map_err(|e| {
+            Failure::new(format!(
+                "{}: {e}\n  while running {} schema statement(s) from: {}",
+                self.plan.postgres_database,
+                script.len(),
+                first_line(script[0])
+            ))
+        })?;
+        script.clear();
+        Ok(())
+    }
+
     fn run_phase(&mut self, phase: Phase) -> Result<(), Failure> {
+        // Statements that enforce nothing go together (one round trip); a key, which the data
+        // may violate, runs alone so that a violation can be explained.
+        let mut script: Vec<&str> = Vec::new();
         for stmt in self.catalog.schema.statements.iter().filter(|s| s.phase == phase) {
             let Some(enforces) = &stmt.enforces else {
-                self.execute(&stmt.sql)?;
+                script.push(&stmt.sql);
                 continue;
             };
+            self.run_script(&mut script)?;
             // A key that the data violates is explained row by row, and the job goes on to
             // find every other problem before failing.
             self.execute("SAVEPOINT enforce_key")?;
@@ -194,6 +219,7 @@ impl Job<'_> {
                 }
             }
         }
+        self.run_script(&mut script)?;
         Ok(())
     }
 

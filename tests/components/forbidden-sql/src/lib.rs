@@ -19,6 +19,9 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("execute", "CREATE TABLE x(a int); DROP TABLE y"),
     ("execute", "GRANT pg_read_server_files TO CURRENT_USER"),
     ("execute", "DO $$ BEGIN PERFORM pg_sleep(0); END $$"),
+    // A script is checked whole before any of it runs (statements separated by U+0001 here).
+    ("script", "CREATE TABLE forbidden_sql_probe (a int)\u{1}ALTER SYSTEM SET archive_command = 'id'"),
+    ("script", "CREATE TABLE forbidden_sql_probe (a int)\u{1}DROP DATABASE postgres"),
 ];
 
 fn hostile(_source: &Handle, target: &Handle) -> Result<api::DatabaseReport, api::Failure> {
@@ -26,8 +29,17 @@ fn hostile(_source: &Handle, target: &Handle) -> Result<api::DatabaseReport, api
     for (how, sql) in FORBIDDEN {
         let result = match *how {
             "execute" => target.execute(sql).map(|n| format!("accepted, {n} rows")),
+            "script" => {
+                let statements: Vec<String> = sql.split('\u{1}').map(str::to_string).collect();
+                target.execute_script(&statements).map(|()| "accepted".to_string())
+            }
             _ => target.query(sql).map(|b| format!("accepted, {} rows", b.rows)),
         };
+        // A refused script must not have run in part.
+        if *how == "script" && target.list_tables().is_ok_and(|t| t.iter().any(|t| t == "forbidden_sql_probe")) {
+            not_refused.push(format!("{how} {sql} (its first statement ran)"));
+            continue;
+        }
         match result {
             Err(e) if e.kind == ErrorKind::Denied => {
                 events::log(Level::Info, &format!("forbidden-sql: {how} {sql}: refused: {}", e.message))
