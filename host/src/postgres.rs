@@ -545,39 +545,19 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
         col.push_null();
         return Ok(());
     }
-    let type_name = raw.type_info().name().to_ascii_lowercase();
-    let binary = raw.format() == PgValueFormat::Binary;
-    let b = raw.as_bytes().map_err(|e| e.to_string())?;
-    let int = |n: usize| -> Result<i64, String> {
-        match (n, b.len()) {
-            (2, 2) => Ok(i16::from_be_bytes([b[0], b[1]]) as i64),
-            (4, 4) => Ok(i32::from_be_bytes(b.try_into().unwrap()) as i64),
-            (8, 8) => Ok(i64::from_be_bytes(b.try_into().unwrap())),
-            _ => Err(format!("unexpected {} bytes for {type_name}", b.len())),
-        }
+    // The same decoding as `read`; text-format values and types without a decoder stay text.
+    let decoder = match raw.format() {
+        PgValueFormat::Binary => decoder_for(&raw.type_info().name().to_ascii_lowercase(), false),
+        PgValueFormat::Text => None,
     };
-    if !binary {
-        col.push_bytes(ValueTag::Text, b);
-        return Ok(());
-    }
-    match type_name.as_str() {
-        "bool" => col.push_number(ValueTag::Boolean, (b.first() == Some(&1)) as i64),
-        "int2" => col.push_number(ValueTag::Integer, int(2)?),
-        "int4" => col.push_number(ValueTag::Integer, int(4)?),
-        "int8" => col.push_number(ValueTag::Integer, int(8)?),
-        "float8" => col.push_number(ValueTag::Real, int(8)?),
-        "float4" => {
-            let f = f32::from_be_bytes(b.try_into().map_err(|_| "bad float4".to_string())?);
-            col.push_number(ValueTag::Real, (f as f64).to_bits() as i64)
+    let b = raw.as_bytes().map_err(|e| e.to_string())?;
+    match decoder {
+        Some(enc) => decode_binary(b, enc, col),
+        None => {
+            col.push_bytes(ValueTag::Text, b);
+            Ok(())
         }
-        "json" => col.push_bytes(ValueTag::Json, b),
-        "jsonb" => col.push_bytes(ValueTag::Json, b.get(1..).unwrap_or_default()),
-        "timestamptz" | "timestamp" => col.push_number(ValueTag::Timestamp, int(8)? + PG_EPOCH_OFFSET_MICROS),
-        "uuid" if b.len() == 16 => col.push_bytes(ValueTag::Text, &uuid_text(b.try_into().expect("16"))),
-        "bytea" => col.push_bytes(ValueTag::Blob, b),
-        _ => col.push_bytes(ValueTag::Text, b),
     }
-    Ok(())
 }
 
 fn decode_rows(rows: &[PgRow], columns: usize, batch: &mut Batch) -> Result<(), DbError> {

@@ -188,8 +188,8 @@ pub struct HostState {
     allow_drop: bool,
     /// The database progress events are reported under (see [`Instance::set_progress_scope`]).
     progress_scope: Option<String>,
-    /// The table each open bulk writer loads, for progress events.
-    writer_tables: std::collections::HashMap<u32, String>,
+    /// The (database, table) each open bulk writer loads, for progress events.
+    writer_tables: std::collections::HashMap<u32, (String, String)>,
     /// Told when the first bulk load starts (see [`Instance::on_first_load`]).
     first_load: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -510,7 +510,7 @@ impl wit_db::HostHandle for HostState {
                 if let Some(tx) = self.first_load.take() {
                     let _ = tx.send(());
                 }
-                self.writer_tables.insert(w.rep(), table);
+                self.writer_tables.insert(w.rep(), (scope, table));
                 Ok(w)
             }
             Err(e) => Err(e),
@@ -551,10 +551,9 @@ impl wit_db::HostBulkWriter for HostState {
         let sent = rows.rows as u64;
         let written = self.write_rows(&w, rows).await?;
         if written.is_ok()
-            && let Some(table) = self.writer_tables.get(&w.rep())
+            && let Some((database, table)) = self.writer_tables.get(&w.rep())
         {
-            let scope = self.progress_scope.clone().unwrap_or_default();
-            self.events.rows_sent(&scope, table, sent);
+            self.events.rows_sent(database, table, sent);
         }
         Ok(written)
     }
@@ -562,9 +561,8 @@ impl wit_db::HostBulkWriter for HostState {
     async fn finish(&mut self, w: Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
         self.host_calls += 1;
         let finished = self.finish_rows(&w).await?;
-        if let (Ok(rows), Some(table)) = (&finished, self.writer_tables.remove(&w.rep())) {
-            let scope = self.progress_scope.clone().unwrap_or_default();
-            self.events.load_finished(&scope, &table, *rows);
+        if let (Ok(rows), Some((database, table))) = (&finished, self.writer_tables.remove(&w.rep())) {
+            self.events.load_finished(&database, &table, *rows);
         }
         Ok(finished)
     }
