@@ -122,6 +122,13 @@ struct State {
     bars: HashMap<String, ProgressBar>,
 }
 
+impl State {
+    /// The timeline entry of `database`'s latest start.
+    fn latest(&mut self, database: &str) -> Option<&mut DatabaseTimeline> {
+        self.timeline.databases.iter_mut().rev().find(|d| d.database == database)
+    }
+}
+
 /// The table a database is loading now.
 struct LiveTable {
     table: String,
@@ -221,7 +228,7 @@ impl Progress {
         let mut e = Self::event("database-finished", database, "");
         e.ok = Some(ok);
         let mut s = self.inner.state.lock().unwrap();
-        if let Some(db) = s.timeline.databases.iter_mut().rev().find(|d| d.database == database) {
+        if let Some(db) = s.latest(database) {
             db.finished_ms = Some(e.at_ms);
             db.ok = Some(ok);
         }
@@ -240,7 +247,7 @@ impl Progress {
     pub fn table_started(&self, database: &str, table: &str) {
         let e = Self::event("table-started", database, table);
         let mut s = self.inner.state.lock().unwrap();
-        if let Some(db) = s.timeline.databases.iter_mut().rev().find(|d| d.database == database) {
+        if let Some(db) = s.latest(database) {
             db.tables.push(TableTimeline { table: table.to_string(), started_ms: e.at_ms, ..Default::default() });
         }
         let now = Instant::now();
@@ -290,7 +297,8 @@ impl Progress {
         }
         drop(s);
         if first {
-            self.emit(Self::event("first-row", database, table));
+            // The same instant the timeline recorded.
+            self.emit(ProgressEvent { event: "first-row", ..e.clone() });
         }
         self.emit(e);
         if let Some(line) = line {
@@ -303,14 +311,7 @@ impl Progress {
         let mut e = Self::event("table-loaded", database, table);
         e.rows = rows;
         let mut s = self.inner.state.lock().unwrap();
-        if let Some(t) = s
-            .timeline
-            .databases
-            .iter_mut()
-            .rev()
-            .find(|d| d.database == database)
-            .and_then(|d| d.tables.iter_mut().rev().find(|t| t.table == table))
-        {
+        if let Some(t) = s.latest(database).and_then(|d| d.tables.iter_mut().rev().find(|t| t.table == table)) {
             t.loaded_ms = Some(e.at_ms);
             t.rows = rows;
         }
