@@ -124,137 +124,16 @@ pub fn json_hash(v: &serde_json::Value) -> u64 {
     }
 }
 
-/// What hashing a JSON text found: its hash and whether a string or key holds a NUL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct JsonDigest {
-    pub hash: u64,
-    pub has_nul: bool,
-}
+mod json;
 
-/// Hash a JSON text by meaning while parsing it, without building a tree: equal to
+pub(crate) use json::plain_run_end;
+pub use json::{JsonDigest, JsonError, MAX_DEPTH as MAX_JSON_DEPTH};
+
+/// Hash a JSON text by meaning while validating it, without building a tree: equal to
 /// [`json_hash`] of the parsed document (keys sorted, the last of duplicate keys wins, exact
-/// numbers), at a fraction of the cost. Fails on anything `serde_json` would refuse.
-pub fn json_text_hash(text: &[u8]) -> Result<JsonDigest, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let mut has_nul = false;
-    let hash = serde::de::DeserializeSeed::deserialize(JsonHashSeed { has_nul: &mut has_nul }, &mut de)?;
-    de.end()?;
-    Ok(JsonDigest { hash, has_nul })
-}
-
-/// serde_json's key for a number it hands over as text (`arbitrary_precision`).
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
-
-fn number_text_hash(text: &str) -> u64 {
-    xxh3_64_with_seed(canonical_decimal(text).as_bytes(), seed::JSON_NUMBER)
-}
-
-struct JsonHashSeed<'a> {
-    has_nul: &'a mut bool,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for JsonHashSeed<'_> {
-    type Value = u64;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for JsonHashSeed<'_> {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<u64, E> {
-        Ok(number(seed::JSON_NULL, 0))
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<u64, E> {
-        Ok(number(seed::JSON_BOOL, b as u64))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<u64, E> {
-        Ok(number_text_hash(&n.to_string()))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> Result<u64, E> {
-        Ok(number_text_hash(&n.to_string()))
-    }
-
-    fn visit_f64<E>(self, f: f64) -> Result<u64, E> {
-        Ok(json_hash(&serde_json::Value::from(f)))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<u64, E> {
-        *self.has_nul |= s.contains('\0');
-        Ok(xxh3_64_with_seed(s.as_bytes(), seed::JSON_STRING))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
-        // The length comes first in the hash, so the items' hashes wait for it.
-        let mut items: Vec<u64> = Vec::new();
-        while let Some(h) = seq.next_element_seed(JsonHashSeed { has_nul: &mut *self.has_nul })? {
-            items.push(h);
-        }
-        Ok(items.iter().fold(number(seed::JSON_ARRAY, items.len() as u64), |h, i| chain(h, *i)))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
-        let mut entries: Vec<(std::borrow::Cow<'de, str>, u64)> = Vec::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if entries.is_empty() && key == NUMBER_TOKEN {
-                let text: String = map.next_value()?;
-                return Ok(number_text_hash(&text));
-            }
-            *self.has_nul |= key.contains('\0');
-            let value = map.next_value_seed(JsonHashSeed { has_nul: &mut *self.has_nul })?;
-            entries.push((key, value));
-        }
-        // As serde_json's sorted map: by key, the last of duplicate keys wins.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<&(std::borrow::Cow<'de, str>, u64)> = Vec::with_capacity(entries.len());
-        for e in &entries {
-            match kept.last_mut() {
-                Some(last) if last.0 == e.0 => *last = e,
-                _ => kept.push(e),
-            }
-        }
-        Ok(kept.iter().fold(number(seed::JSON_OBJECT, kept.len() as u64), |h, (k, v)| {
-            chain(chain(h, xxh3_64_with_seed(k.as_bytes(), seed::JSON_KEY)), *v)
-        }))
-    }
-}
-
-/// A key, borrowed from the text when it has no escapes.
-struct KeySeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
-    type Value = std::borrow::Cow<'de, str>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KeySeed {
-    type Value = std::borrow::Cow<'de, str>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object key")
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Borrowed(s))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(s.to_string()))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-        Ok(std::borrow::Cow::Owned(s))
-    }
+/// numbers), at a fraction of the cost. Refuses anything that is not RFC 8259 JSON.
+pub fn json_text_hash(text: &[u8]) -> Result<JsonDigest, JsonError> {
+    json::digest(text)
 }
 
 #[cfg(test)]
@@ -288,7 +167,6 @@ mod tests {
             r#"{"k": 1, "k": 2, "j": 0, "k": 3}"#,
             r#"{"\u006b": 1, "k": 2}"#,
             r#"{"é": 1, "e": 2, "f": 3, "": 4}"#,
-            r#"{"$serde_json::private::Number": "12"}"#,
             r#"{"a": 1, "$serde_json::private::Number": "12"}"#,
             r#"{"n": "\u0000", "m": 1}"#,
         ];

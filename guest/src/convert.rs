@@ -470,22 +470,32 @@ pub fn value_to_sqlite(v: Value<'_>, source: &PgColumn, out: &mut Column) -> Res
 /// `JSON.stringify` writes it; strings and numbers are kept byte for byte.
 pub fn compact_json(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &c in b {
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'"' {
+            if !b[i].is_ascii_whitespace() {
+                out.push(b[i]);
             }
-        } else if c == b'"' {
-            in_string = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
+            i += 1;
+            continue;
         }
+        // A string, copied whole through its closing quote.
+        let mut end = i + 1;
+        loop {
+            end = canonical::plain_run_end(b, end);
+            match b.get(end) {
+                Some(b'\\') => end += 2,
+                Some(b'"') => {
+                    end += 1;
+                    break;
+                }
+                Some(_) => end += 1,
+                None => break,
+            }
+        }
+        let end = end.min(b.len());
+        out.extend_from_slice(&b[i..end]);
+        i = end;
     }
     out
 }
@@ -548,6 +558,11 @@ mod to_sqlite_tests {
         );
         assert_eq!(conv(Value::Json(br#"{"a": 1}"#), PgType::Json), Ok(Value::Text(br#"{"a": 1}"#)));
         assert_eq!(compact_json(br#"{"q": "a \" b", "e": "\\"}"#), br#"{"q":"a \" b","e":"\\"}"#);
+        assert_eq!(
+            compact_json(br#"[ "a long string, with spaces: and \"quotes\"" , 1 ]"#),
+            br#"["a long string, with spaces: and \"quotes\"",1]"#
+        );
+        assert_eq!(compact_json(br#""unterminated \"#), br#""unterminated \"#);
     }
 
     #[test]

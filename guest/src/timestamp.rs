@@ -4,7 +4,7 @@
 //! and hand edits also carry ISO forms with `T`/`Z`, other offsets, no zone (read as UTC, as
 //! Sequelize does) and epoch numbers. Anything else is refused, never guessed.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 /// Epoch numbers at or above this magnitude are milliseconds; below it, seconds.
 /// 1e11 seconds is the year 5138; 1e11 milliseconds is March 1973.
@@ -114,16 +114,35 @@ pub fn from_epoch(v: f64) -> Result<i64, String> {
 /// Microseconds since the epoch as the text Sequelize writes to SQLite, with milliseconds:
 /// `2026-11-25 18:55:01.750 +00:00` (more digits when the value has sub-millisecond precision).
 pub fn format_micros(micros: i64) -> String {
-    match DateTime::from_timestamp_micros(micros) {
-        Some(dt) => {
-            if micros.rem_euclid(1000) == 0 {
-                dt.format("%Y-%m-%d %H:%M:%S%.3f +00:00").to_string()
-            } else {
-                dt.format("%Y-%m-%d %H:%M:%S%.6f +00:00").to_string()
-            }
-        }
-        None => format!("@{micros}us"),
+    let Some(dt) = DateTime::from_timestamp_micros(micros) else { return format!("@{micros}us") };
+    let sub_second = micros.rem_euclid(1_000_000);
+    let (fraction, digits) = if sub_second % 1000 == 0 { (sub_second / 1000, 3) } else { (sub_second, 6) };
+    if !(0..=9999).contains(&dt.year()) {
+        // Signed, wider years: rare, and chrono spells them.
+        return dt
+            .format(if digits == 3 { "%Y-%m-%d %H:%M:%S%.3f +00:00" } else { "%Y-%m-%d %H:%M:%S%.6f +00:00" })
+            .to_string();
     }
+    // By hand: this runs for every timestamp going back to SQLite, and strftime parses its
+    // format string each time.
+    let mut out = String::with_capacity(33);
+    let mut put = |n: i64, width: u32, after: char| {
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10i64.pow(i) % 10) as u8));
+        }
+        if after != '\0' {
+            out.push(after);
+        }
+    };
+    put(dt.year() as i64, 4, '-');
+    put(dt.month() as i64, 2, '-');
+    put(dt.day() as i64, 2, ' ');
+    put(dt.hour() as i64, 2, ':');
+    put(dt.minute() as i64, 2, ':');
+    put(dt.second() as i64, 2, '.');
+    put(fraction, digits, '\0');
+    out.push_str(" +00:00");
+    out
 }
 
 #[cfg(test)]
@@ -179,6 +198,17 @@ mod tests {
         assert_eq!(from_epoch(1_795_632_901_750.0).unwrap(), T);
         assert!(from_epoch(f64::NAN).is_err());
         assert!(from_epoch(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn formats_like_strftime_across_years() {
+        for us in [0, -1, 1_000, -86_400_000_000, T, T + 1, -62_135_596_800_000_000, 253_402_300_799_999_999] {
+            let dt = DateTime::from_timestamp_micros(us).unwrap();
+            let spec =
+                if us.rem_euclid(1000) == 0 { "%Y-%m-%d %H:%M:%S%.3f +00:00" } else { "%Y-%m-%d %H:%M:%S%.6f +00:00" };
+            assert_eq!(format_micros(us), dt.format(spec).to_string(), "{us}");
+        }
+        assert_eq!(format_micros(253_402_300_800_000_000), "+10000-01-01 00:00:00.000 +00:00");
     }
 
     #[test]
