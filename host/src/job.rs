@@ -486,19 +486,6 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
             .collect();
         return Ok(SqliteJobReport { files, removed_lock: None });
     }
-    let result = match result {
-        Ok(()) => {
-            let mut committed = Ok(());
-            for (_, _, tmp, target) in &built {
-                if let Err(e) = target.commit().await {
-                    committed = Err(JobError::Failed(format!("{}: {e}", tmp.display())));
-                    break;
-                }
-            }
-            committed
-        }
-        Err(e) => Err(e),
-    };
     if let Err(e) = result {
         instance.release_all();
         for (_, _, tmp, target) in built {
@@ -581,7 +568,7 @@ fn remove_with_sidecars(path: &std::path::Path) {
     }
 }
 
-/// A file built and verified, still open, under its temporary name.
+/// A file built and verified under its temporary name (committed and synced unless a dry run).
 type Built = (api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource);
 
 /// Build every file, `job.parallel` at a time, each database in its own sandboxed instance.
@@ -674,6 +661,14 @@ async fn build_one_inner(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Resul
             return Err(JobError::Failed(e.to_string()));
         }
     };
+    // Committed and synced under its temporary name as soon as it verified, while the other
+    // files are still being built; nothing is swapped in until every file got this far.
+    if !job.dry_run
+        && let Err(e) = target.commit().await
+    {
+        discard(Some(HandleResource::Sqlite(target)));
+        return Err(JobError::Failed(format!("{}: {e}", tmp.display())));
+    }
     let label = kind_label(db.kind);
     let done = if job.dry_run { "checked (dry run)" } else { "successfully written" };
     match &db.app_pid {

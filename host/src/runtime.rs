@@ -13,7 +13,7 @@ use crate::bindings::blocklet::migrate::types;
 use crate::bindings::exports::blocklet::migrate::migrator as api;
 use crate::bindings::{Batch, DbError, ErrorKind, Migration};
 use crate::postgres::{PgTarget, PgWriter};
-use crate::sqlite::SqliteSource;
+use crate::sqlite::{SqliteSource, SqliteWriter};
 use anyhow::{Context, anyhow, bail};
 use tokio::sync::mpsc;
 use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
@@ -138,13 +138,7 @@ pub struct CursorResource {
 /// SQLite (which go to the target's thread with the handle's command channel).
 pub enum WriterResource {
     Postgres(PgWriter),
-    Sqlite {
-        target: Resource<HandleResource>,
-        table: String,
-        columns: Vec<String>,
-        rows: u64,
-        finished: bool,
-    },
+    Sqlite(SqliteWriter),
     /// Counts what a dry run would load.
     Discard {
         columns: usize,
@@ -228,6 +222,10 @@ impl Default for Limits {
         }
     }
 }
+
+/// Set (to anything) to write a perf map of the component's compiled functions, so that
+/// `perf report` names them instead of showing `[JIT]` addresses.
+pub const PERF_MAP_ENV: &str = "BLOCKLET_MIGRATE_PERF_MAP";
 
 /// How often the engine's epoch advances.
 const EPOCH_TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -491,10 +489,7 @@ impl wit_db::HostHandle for HostState {
         let writer = match handle {
             HandleResource::Postgres(p) => p.bulk_load(&table, &columns).await.map(WriterResource::Postgres),
             HandleResource::Discard(_) => Ok(WriterResource::Discard { columns: columns.len(), rows: 0 }),
-            HandleResource::Sqlite(_) => {
-                let target = Resource::new_borrow(h.rep());
-                Ok(WriterResource::Sqlite { target, table: table.clone(), columns, rows: 0, finished: false })
-            }
+            HandleResource::Sqlite(s) => s.bulk_load(&table, &columns).map(WriterResource::Sqlite),
         };
         Ok(match writer {
             Ok(w) => {
@@ -583,27 +578,13 @@ impl HostState {
     }
 
     async fn write_rows(&mut self, w: &Resource<WriterResource>, rows: Batch) -> wasmtime::Result<Result<(), DbError>> {
-        let (target, table, columns) = match self.table.get_mut(w)? {
-            WriterResource::Postgres(p) => return Ok(p.write(rows).await),
+        Ok(match self.table.get_mut(w)? {
+            WriterResource::Postgres(p) => p.write(rows).await,
+            WriterResource::Sqlite(s) => s.write(rows).await,
             WriterResource::Discard { columns, rows: count } => {
-                return Ok(rows.validate(*columns).map(|_| *count += rows.rows as u64));
+                rows.validate(*columns).map(|_| *count += rows.rows as u64)
             }
-            WriterResource::Sqlite { finished: true, table, .. } => {
-                let message = format!("bulk load of {table} already finished");
-                return Ok(Err(DbError::new(ErrorKind::InvalidInput, message)));
-            }
-            WriterResource::Sqlite { target, table, columns, .. } => {
-                (Resource::<HandleResource>::new_borrow(target.rep()), table.clone(), columns.clone())
-            }
-        };
-        let HandleResource::Sqlite(db) = self.table.get(&target)? else {
-            return Ok(Err(DbError::new(ErrorKind::InvalidInput, "bulk writer lost its SQLite target")));
-        };
-        let inserted = db.insert(&table, &columns, rows).await;
-        if let (Ok(n), WriterResource::Sqlite { rows, .. }) = (&inserted, self.table.get_mut(w)?) {
-            *rows += n;
-        }
-        Ok(inserted.map(|_| ()))
+        })
     }
 
     async fn finish_rows(&mut self, w: &Resource<WriterResource>) -> wasmtime::Result<Result<u64, DbError>> {
@@ -613,11 +594,8 @@ impl HostState {
         }
         Ok(match self.table.get_mut(w)? {
             WriterResource::Postgres(p) => p.finish().await,
+            WriterResource::Sqlite(s) => s.finish().await,
             WriterResource::Discard { rows, .. } => Ok(*rows),
-            WriterResource::Sqlite { rows, finished, .. } => {
-                *finished = true;
-                Ok(*rows)
-            }
         })
     }
 
@@ -715,6 +693,10 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        // For profiling the component's compiled code: `perf` reads /tmp/perf-PID.map for names.
+        if std::env::var_os(PERF_MAP_ENV).is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(pool) = pool {
             config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
