@@ -54,6 +54,7 @@ mod seed {
     pub const JSON_ARRAY: u64 = 14;
     pub const JSON_OBJECT: u64 = 15;
     pub const JSON_KEY: u64 = 16;
+    pub const JSON_TEXT: u64 = 17;
 }
 
 fn number(seed: u64, n: u64) -> u64 {
@@ -106,13 +107,29 @@ pub fn canonical_decimal(text: &str) -> String {
     format!("{}{digits}e{exp}", if negative { "-" } else { "" })
 }
 
+/// Hash of a JSON number by its exact value ([`canonical_decimal`]).
+pub fn json_number_hash(decimal: &str) -> u64 {
+    xxh3_64_with_seed(canonical_decimal(decimal).as_bytes(), seed::JSON_NUMBER)
+}
+
+/// Hash a JSON document as SQLite holds it: by its exact text, except that a document that is
+/// a bare number hashes by its value (a JSON column has NUMERIC affinity, so SQLite stores
+/// `1.50` as the number 1.5). Nothing is parsed: SQLite keeps every other text byte for byte,
+/// so comparing bytes is both cheaper and stricter than comparing meaning.
+pub fn sqlite_json_text_hash(text: &[u8]) -> u64 {
+    match text.first() {
+        Some(b'-' | b'0'..=b'9') => json_number_hash(&String::from_utf8_lossy(text)),
+        _ => xxh3_64_with_seed(text, seed::JSON_TEXT),
+    }
+}
+
 /// Hash a parsed JSON document by meaning.
 pub fn json_hash(v: &serde_json::Value) -> u64 {
     use serde_json::Value as J;
     match v {
         J::Null => number(seed::JSON_NULL, 0),
         J::Bool(b) => number(seed::JSON_BOOL, *b as u64),
-        J::Number(n) => xxh3_64_with_seed(canonical_decimal(&n.to_string()).as_bytes(), seed::JSON_NUMBER),
+        J::Number(n) => json_number_hash(&n.to_string()),
         J::String(s) => xxh3_64_with_seed(s.as_bytes(), seed::JSON_STRING),
         J::Array(items) => {
             items.iter().fold(number(seed::JSON_ARRAY, items.len() as u64), |h, i| chain(h, json_hash(i)))

@@ -517,15 +517,17 @@ fn check_sqlite_keeps_number(json: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Hash a value held in SQLite by the meaning its PostgreSQL type gives it: JSON columns by
-/// document (SQLite stores a bare JSON number as a number), everything else exactly.
+/// Hash a value held in SQLite: JSON columns by [`canonical::sqlite_json_text_hash`] (SQLite
+/// stores a bare JSON number as a number, so those compare by value), everything else exactly.
 pub fn sqlite_hash(ty: &PgType, v: Value<'_>) -> Result<u64, String> {
     match (ty, v) {
         (PgType::Json | PgType::Jsonb, Value::Text(b) | Value::Json(b) | Value::Blob(b)) => {
-            Ok(canonical::json_text_hash(b).map_err(|e| format!("invalid JSON: {e}"))?.hash)
+            Ok(canonical::sqlite_json_text_hash(b))
         }
-        (PgType::Json | PgType::Jsonb, Value::Integer(n)) => Ok(json_hash(&serde_json::Value::from(n))),
-        (PgType::Json | PgType::Jsonb, Value::Real(f)) => Ok(json_hash(&serde_json::Value::from(f))),
+        (PgType::Json | PgType::Jsonb, Value::Integer(n)) => Ok(canonical::json_number_hash(&n.to_string())),
+        (PgType::Json | PgType::Jsonb, Value::Real(f)) => serde_json::Number::from_f64(f)
+            .map(|n| canonical::json_number_hash(&n.to_string()))
+            .ok_or_else(|| format!("{f} is not a JSON number")),
         _ => value_hash(v),
     }
 }
@@ -563,6 +565,19 @@ mod to_sqlite_tests {
             br#"["a long string, with spaces: and \"quotes\"",1]"#
         );
         assert_eq!(compact_json(br#""unterminated \"#), br#""unterminated \"#);
+    }
+
+    #[test]
+    fn sqlite_json_compares_text_exactly_and_bare_numbers_by_value() {
+        let json = |b: &'static [u8]| sqlite_hash(&PgType::Jsonb, Value::Text(b)).unwrap();
+        assert_ne!(json(br#"{"a":1}"#), json(br#"{"a": 1}"#));
+        assert_ne!(json(br#"{"a":1}"#), json(br#"{"a":1.0}"#));
+        assert_ne!(json(br#""1""#), json(b"1"));
+        // What SQLite's NUMERIC affinity makes of a bare number compares equal to its text.
+        assert_eq!(json(b"1.50"), sqlite_hash(&PgType::Jsonb, Value::Real(1.5)).unwrap());
+        assert_eq!(json(b"1e2"), sqlite_hash(&PgType::Json, Value::Integer(100)).unwrap());
+        assert_eq!(json(b"-7"), sqlite_hash(&PgType::Json, Value::Integer(-7)).unwrap());
+        assert_ne!(json(b"0.10000000000000001"), sqlite_hash(&PgType::Jsonb, Value::Real(0.1)).unwrap());
     }
 
     #[test]
