@@ -215,6 +215,41 @@ mod tests {
         assert!(pos(o, "users") < pos(o, "user_followers"));
     }
 
+    /// Tables are created one by one just before their rows: every pre-data statement except
+    /// the enum types must belong to a table, and what a table's statements use must exist
+    /// by then (its own sequences; the types, created first).
+    #[test]
+    fn pre_data_belongs_to_tables() {
+        use crate::ddl::Phase;
+        for kind in [Kind::Server, Kind::Service, Kind::Blocklet, Kind::CertificateManager] {
+            let c = kind.catalog();
+            for stmt in c.schema.statements.iter().filter(|s| s.phase == Phase::PreData) {
+                match &stmt.table {
+                    None => assert!(stmt.sql.starts_with("CREATE TYPE"), "{kind:?}: no table for {}", stmt.sql),
+                    Some(t) => {
+                        assert!(c.table(t).is_some(), "{kind:?}: {t} is not a table ({})", stmt.sql);
+                        if let Some(seq) = stmt.sql.split("nextval('").nth(1) {
+                            let seq = crate::ddl::unqualify(seq.split('\'').next().unwrap());
+                            let owner = c.schema.sequences.iter().find(|s| s.name == seq).map(|s| &s.table);
+                            assert_eq!(owner, Some(t), "{kind:?}: {t}'s default uses {seq}");
+                        }
+                    }
+                }
+            }
+            // Every table is created: in the load order, or after it.
+            for t in &c.schema.tables {
+                assert!(
+                    c.schema
+                        .statements
+                        .iter()
+                        .any(|s| s.table.as_ref() == Some(&t.name) && s.sql.starts_with("CREATE TABLE")),
+                    "{kind:?}: {}",
+                    t.name
+                );
+            }
+        }
+    }
+
     #[test]
     fn facts_match_the_reference() {
         let server = Kind::Server.catalog();

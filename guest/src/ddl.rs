@@ -25,6 +25,10 @@ pub struct Statement {
     pub sql: String,
     /// The key the statement enforces, so a failure can be explained row by row.
     pub enforces: Option<Enforces>,
+    /// For pre-data: the table the statement creates or belongs to (its sequences, defaults,
+    /// comments), so that a table's schema can be created just before its rows are loaded.
+    /// `None` for what tables share (enum types).
+    pub table: Option<String>,
 }
 
 /// What a constraint or unique index statement enforces on existing rows.
@@ -132,6 +136,7 @@ impl PgSchema {
         for sql in split_statements(dump) {
             schema.add(sql)?;
         }
+        schema.anchor_sequences();
         Ok(schema)
     }
 
@@ -177,8 +182,20 @@ impl PgSchema {
         } else {
             return Err(format!("unexpected statement in schema dump: {}", first_line(&sql)));
         };
-        self.statements.push(Statement { phase, sql, enforces });
+        let table = if phase == Phase::PreData { pre_data_table(&sql) } else { None };
+        self.statements.push(Statement { phase, sql, enforces, table });
         Ok(())
+    }
+
+    /// Give each `CREATE SEQUENCE` the table that owns the sequence (known only once the
+    /// dump's later `ALTER SEQUENCE … OWNED BY` is read).
+    fn anchor_sequences(&mut self) {
+        for stmt in &mut self.statements {
+            if let Some(name) = stmt.sql.strip_prefix("CREATE SEQUENCE ").and_then(|r| r.split_whitespace().next()) {
+                let name = unqualify(name);
+                stmt.table = self.sequences.iter().find(|s| s.name == name).map(|s| s.table.clone());
+            }
+        }
     }
 
     fn table_mut(&mut self, name: &str) -> Result<&mut PgTable, String> {
@@ -186,6 +203,22 @@ impl PgSchema {
             .iter_mut()
             .find(|t| t.name == name)
             .ok_or_else(|| format!("schema dump refers to unknown table {name}"))
+    }
+}
+
+/// The table a pre-data statement creates or belongs to: `CREATE TABLE t`, `ALTER TABLE
+/// ONLY t …`, `ALTER SEQUENCE s OWNED BY t.c`, `COMMENT ON TABLE t` / `COLUMN t.c`.
+fn pre_data_table(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().take(6).collect();
+    match words.as_slice() {
+        ["CREATE", "TABLE", name, ..] | ["ALTER", "TABLE", "ONLY", name, ..] | ["COMMENT", "ON", "TABLE", name, ..] => {
+            Some(unqualify(name))
+        }
+        ["COMMENT", "ON", "COLUMN", qualified, ..] => {
+            split_qualified(qualified.strip_prefix("public.").unwrap_or(qualified)).map(|(t, _)| t)
+        }
+        ["ALTER", "SEQUENCE", ..] => parse_owned_by(sql).ok().map(|s| s.table),
+        _ => None,
     }
 }
 
@@ -499,6 +532,19 @@ ALTER TABLE ONLY public.tags
                 Phase::ForeignKeys
             ]
         );
+    }
+
+    #[test]
+    fn pre_data_statements_know_their_table() {
+        let s = PgSchema::parse(SAMPLE).unwrap();
+        let tables: Vec<Option<&str>> =
+            s.statements.iter().filter(|s| s.phase == Phase::PreData).map(|s| s.table.as_deref()).collect();
+        assert_eq!(tables, vec![None, Some("tags"), Some("tags"), Some("tags"), Some("tags")]);
+        assert_eq!(
+            pre_data_table(r#"COMMENT ON COLUMN public."oauthClients".scope IS 'x';"#).as_deref(),
+            Some("oauthClients")
+        );
+        assert_eq!(pre_data_table(r#"CREATE TABLE public."SequelizeMeta" ("#).as_deref(), Some("SequelizeMeta"));
     }
 
     #[test]

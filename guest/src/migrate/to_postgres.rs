@@ -5,8 +5,9 @@
 //! 1. check the source: its `SequelizeMeta` may only name migrations this component knows,
 //!    and every table and column must have a place in the target schema;
 //! 2. refuse a target that already holds Blocklet rows (unless forced; then replace them);
-//! 3. create types, tables and sequences; copy every table, parents first, converting each
-//!    value and reporting every value that cannot be converted faithfully;
+//! 3. create the enum types; then, table by table, parents first, create the table (with its
+//!    sequences and defaults) and copy its rows, converting each value and reporting every
+//!    value that cannot be converted faithfully;
 //! 4. set every sequence past its max id and fill `SequelizeMeta`;
 //! 5. add keys, indexes and foreign keys after the data; a violation is explained row by row;
 //! 6. verify each table: the target's row count and checksum, read back, equal the source's.
@@ -53,9 +54,12 @@ impl Job<'_> {
         check_known_migrations(self.source, &self.plan.sqlite_file, self.catalog)?;
         let source_tables = source_tables(self.source, &self.plan.sqlite_file, self.catalog)?;
         self.prepare_target()?;
-        self.run_phase(Phase::PreData)?;
+        // Each table's schema is created just before its rows: the first rows go out after one
+        // table's DDL instead of the whole schema's (the same statements, in a different order).
+        self.create_tables(None)?;
         let mut copied = Vec::new();
         for table in &self.catalog.load_order {
+            self.create_tables(Some(table))?;
             let pg = self.catalog.table(table).expect("load order lists catalog tables");
             match source_tables.iter().find(|(name, _)| name == table) {
                 Some((_, columns)) => copied.push(self.copy_table(pg, columns)?),
@@ -71,6 +75,7 @@ impl Job<'_> {
                 }
             }
         }
+        self.create_remaining_tables()?;
         self.set_sequences()?;
         self.fill_meta()?;
         let skipped = self.rejected_rows;
@@ -181,6 +186,34 @@ impl Job<'_> {
         })?;
         script.clear();
         Ok(())
+    }
+
+    /// Run the pre-data statements that belong to `table`, or with `None`, those that belong to
+    /// no table (enum types), as one script.
+    fn create_tables(&self, table: Option<&String>) -> Result<(), Failure> {
+        let mut script: Vec<&str> = self
+            .catalog
+            .schema
+            .statements
+            .iter()
+            .filter(|s| s.phase == Phase::PreData && s.table.as_ref() == table)
+            .map(|s| s.sql.as_str())
+            .collect();
+        self.run_script(&mut script)
+    }
+
+    /// The pre-data of tables outside the load order (`SequelizeMeta`), in dump order.
+    fn create_remaining_tables(&self) -> Result<(), Failure> {
+        let load_order = &self.catalog.load_order;
+        let mut script: Vec<&str> = self
+            .catalog
+            .schema
+            .statements
+            .iter()
+            .filter(|s| s.phase == Phase::PreData && s.table.as_ref().is_some_and(|t| !load_order.contains(t)))
+            .map(|s| s.sql.as_str())
+            .collect();
+        self.run_script(&mut script)
     }
 
     fn run_phase(&mut self, phase: Phase) -> Result<(), Failure> {
