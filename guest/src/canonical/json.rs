@@ -310,6 +310,29 @@ impl Scanner<'_> {
         Ok(())
     }
 
+    /// After an item or entry: a comma (more follow; `false`) or `close` (the end; `true`).
+    fn closed_after_member(
+        &mut self,
+        close: u8,
+        unexpected: &'static str,
+        eof: &'static str,
+    ) -> Result<bool, JsonError> {
+        self.skip_whitespace();
+        match self.text.get(self.pos) {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_whitespace();
+                Ok(false)
+            }
+            Some(&c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) => Err(self.error(unexpected)),
+            None => Err(self.error(eof)),
+        }
+    }
+
     fn array(&mut self) -> Result<u64, JsonError> {
         self.enter()?;
         let base = self.items.len();
@@ -319,18 +342,8 @@ impl Scanner<'_> {
             loop {
                 let item = self.value()?;
                 self.items.push(item);
-                self.skip_whitespace();
-                match self.text.get(self.pos) {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.skip_whitespace();
-                    }
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    Some(_) => return Err(self.error("expected `,` or `]`")),
-                    None => return Err(self.error("EOF while parsing a list")),
+                if self.closed_after_member(b']', "expected `,` or `]`", "EOF while parsing a list")? {
+                    break;
                 }
             }
         }
@@ -364,18 +377,8 @@ impl Scanner<'_> {
                 self.skip_whitespace();
                 let value = self.value()?;
                 self.entries.push(Entry { key, value });
-                self.skip_whitespace();
-                match self.text.get(self.pos) {
-                    Some(b',') => {
-                        self.pos += 1;
-                        self.skip_whitespace();
-                    }
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    Some(_) => return Err(self.error("expected `,` or `}`")),
-                    None => return Err(self.error("EOF while parsing an object")),
+                if self.closed_after_member(b'}', "expected `,` or `}`", "EOF while parsing an object")? {
+                    break;
                 }
             }
         }
