@@ -31,11 +31,12 @@ lint:
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
 
+# (Both bench recipes build the whole workspace, as `just test` does: building one package alone
+# unifies features differently and rebuilds shared crates.)
 # Generate a benchmark data dir: the demo fixture plus ROWS realistic rows (seed 1), in target/bench-data/.
-bench-data ROWS="200000":
-    cargo run --release -p blocklet-migrate-bench -- generate --rows {{ROWS}} --seed 1 --out target/bench-data/rows-{{ROWS}}-seed-1
+bench-data ROWS="200000": build
+    target/release/blocklet-migrate-bench generate --rows {{ROWS}} --seed 1 --out target/bench-data/rows-{{ROWS}}-seed-1
 
 # Benchmark both directions on ROWS generated rows (ceiling, pgloader, rusqlite loop, warm start); exits 1 if a goal is missed (flags: `run --help`).
-bench ROWS="200000" *ARGS:
-    cargo build --release -p blocklet-migrate
-    cargo run --release -p blocklet-migrate-bench -- run --rows {{ROWS}} --seed 1 {{ARGS}}
+bench ROWS="200000" *ARGS: build
+    target/release/blocklet-migrate-bench run --rows {{ROWS}} --seed 1 {{ARGS}}

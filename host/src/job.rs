@@ -3,8 +3,9 @@
 //!
 //! SQLite → PostgreSQL: any failure rolls every target back and removes the databases this
 //! run created; success writes the lock file the server reads.
-//! PostgreSQL → SQLite: each file is built beside its destination under a temporary name and
-//! moved into place only after every file verified; the files it replaces (with their
+//! PostgreSQL → SQLite: each file is built beside its destination under a temporary name,
+//! committed and synced there as soon as it verified, and moved into place only after every
+//! file verified; the files it replaces (with their
 //! `-wal`/`-shm`) are kept as timestamped backups; any failure deletes the temporary files
 //! and leaves the old ones untouched.
 
