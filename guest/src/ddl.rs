@@ -142,6 +142,8 @@ impl PgSchema {
 
     fn add(&mut self, sql: String) -> Result<(), String> {
         let mut enforces = None;
+        // For pre-data: the table the statement belongs to (a sequence's comes later, with its owner).
+        let mut table = None;
         let head: String = sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
         let phase = if head.starts_with("SET ") || head.starts_with("SELECT pg_catalog.set_config") {
             return Ok(()); // session settings of the dump itself
@@ -150,14 +152,19 @@ impl PgSchema {
             self.enums.insert(name, labels);
             Phase::PreData
         } else if head.starts_with("CREATE TABLE") {
-            self.tables.push(parse_table(&sql)?);
+            let created = parse_table(&sql)?;
+            table = Some(created.name.clone());
+            self.tables.push(created);
             Phase::PreData
         } else if head.starts_with("CREATE SEQUENCE") {
             Phase::PreData
         } else if head.starts_with("ALTER SEQUENCE") {
-            self.sequences.push(parse_owned_by(&sql)?);
+            let owned = parse_owned_by(&sql)?;
+            table = Some(owned.table.clone());
+            self.sequences.push(owned);
             Phase::PreData
         } else if head.starts_with("ALTER TABLE") && sql.contains(" SET DEFAULT ") {
+            table = altered_table(&sql);
             Phase::PreData
         } else if head.starts_with("ALTER TABLE") && sql.contains(" FOREIGN KEY ") {
             let fk = parse_foreign_key(&sql)?;
@@ -178,11 +185,11 @@ impl PgSchema {
         } else if head.starts_with("CREATE INDEX") {
             Phase::PostData
         } else if head.starts_with("COMMENT ON") {
+            table = commented_table(&sql);
             Phase::PreData
         } else {
             return Err(format!("unexpected statement in schema dump: {}", first_line(&sql)));
         };
-        let table = if phase == Phase::PreData { pre_data_table(&sql) } else { None };
         self.statements.push(Statement { phase, sql, enforces, table });
         Ok(())
     }
@@ -206,18 +213,14 @@ impl PgSchema {
     }
 }
 
-/// The table a pre-data statement creates or belongs to: `CREATE TABLE t`, `ALTER TABLE
-/// ONLY t …`, `ALTER SEQUENCE s OWNED BY t.c`, `COMMENT ON TABLE t` / `COLUMN t.c`.
-fn pre_data_table(sql: &str) -> Option<String> {
-    let words: Vec<&str> = sql.split_whitespace().take(6).collect();
+/// `COMMENT ON TABLE public.t …` or `COMMENT ON COLUMN public.t.c …` → `t`.
+fn commented_table(sql: &str) -> Option<String> {
+    let words: Vec<&str> = sql.split_whitespace().take(4).collect();
     match words.as_slice() {
-        ["CREATE", "TABLE", name, ..] | ["ALTER", "TABLE", "ONLY", name, ..] | ["COMMENT", "ON", "TABLE", name, ..] => {
-            Some(unqualify(name))
-        }
-        ["COMMENT", "ON", "COLUMN", qualified, ..] => {
+        ["COMMENT", "ON", "TABLE", name] => Some(unqualify(name)),
+        ["COMMENT", "ON", "COLUMN", qualified] => {
             split_qualified(qualified.strip_prefix("public.").unwrap_or(qualified)).map(|(t, _)| t)
         }
-        ["ALTER", "SEQUENCE", ..] => parse_owned_by(sql).ok().map(|s| s.table),
         _ => None,
     }
 }
@@ -541,10 +544,13 @@ ALTER TABLE ONLY public.tags
             s.statements.iter().filter(|s| s.phase == Phase::PreData).map(|s| s.table.as_deref()).collect();
         assert_eq!(tables, vec![None, Some("tags"), Some("tags"), Some("tags"), Some("tags")]);
         assert_eq!(
-            pre_data_table(r#"COMMENT ON COLUMN public."oauthClients".scope IS 'x';"#).as_deref(),
+            commented_table(r#"COMMENT ON COLUMN public."oauthClients".scope IS 'x';"#).as_deref(),
             Some("oauthClients")
         );
-        assert_eq!(pre_data_table(r#"CREATE TABLE public."SequelizeMeta" ("#).as_deref(), Some("SequelizeMeta"));
+        let meta =
+            PgSchema::parse("CREATE TABLE public.\"SequelizeMeta\" (\n    name character varying(255) NOT NULL\n);\n")
+                .unwrap();
+        assert_eq!(meta.statements[0].table.as_deref(), Some("SequelizeMeta"));
     }
 
     #[test]

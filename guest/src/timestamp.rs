@@ -126,21 +126,21 @@ pub fn format_micros(micros: i64) -> String {
     // By hand: this runs for every timestamp going back to SQLite, and strftime parses its
     // format string each time.
     let mut out = String::with_capacity(33);
-    let mut put = |n: i64, width: u32, after: char| {
+    let fields = [
+        (dt.year() as i64, 4, "-"),
+        (dt.month() as i64, 2, "-"),
+        (dt.day() as i64, 2, " "),
+        (dt.hour() as i64, 2, ":"),
+        (dt.minute() as i64, 2, ":"),
+        (dt.second() as i64, 2, "."),
+        (fraction, digits, ""),
+    ];
+    for (n, width, separator) in fields {
         for i in (0..width).rev() {
             out.push(char::from(b'0' + (n / 10i64.pow(i) % 10) as u8));
         }
-        if after != '\0' {
-            out.push(after);
-        }
-    };
-    put(dt.year() as i64, 4, '-');
-    put(dt.month() as i64, 2, '-');
-    put(dt.day() as i64, 2, ' ');
-    put(dt.hour() as i64, 2, ':');
-    put(dt.minute() as i64, 2, ':');
-    put(dt.second() as i64, 2, '.');
-    put(fraction, digits, '\0');
+        out.push_str(separator);
+    }
     out.push_str(" +00:00");
     out
 }

@@ -191,26 +191,22 @@ impl Job<'_> {
     /// Run the pre-data statements that belong to `table`, or with `None`, those that belong to
     /// no table (enum types), as one script.
     fn create_tables(&self, table: Option<&String>) -> Result<(), Failure> {
-        let mut script: Vec<&str> = self
-            .catalog
-            .schema
-            .statements
-            .iter()
-            .filter(|s| s.phase == Phase::PreData && s.table.as_ref() == table)
-            .map(|s| s.sql.as_str())
-            .collect();
-        self.run_script(&mut script)
+        self.run_pre_data(|t| t == table)
     }
 
     /// The pre-data of tables outside the load order (`SequelizeMeta`), in dump order.
     fn create_remaining_tables(&self) -> Result<(), Failure> {
-        let load_order = &self.catalog.load_order;
+        self.run_pre_data(|t| t.is_some_and(|t| !self.catalog.load_order.contains(t)))
+    }
+
+    /// The pre-data statements whose table `belongs` picks, in dump order, as one script.
+    fn run_pre_data(&self, belongs: impl Fn(Option<&String>) -> bool) -> Result<(), Failure> {
         let mut script: Vec<&str> = self
             .catalog
             .schema
             .statements
             .iter()
-            .filter(|s| s.phase == Phase::PreData && s.table.as_ref().is_some_and(|t| !load_order.contains(t)))
+            .filter(|s| s.phase == Phase::PreData && belongs(s.table.as_ref()))
             .map(|s| s.sql.as_str())
             .collect();
         self.run_script(&mut script)
