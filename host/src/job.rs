@@ -93,6 +93,26 @@ fn kind_label(kind: DatabaseKind) -> &'static str {
     }
 }
 
+/// The original's success lines for one database: `<Kind> <what>: [<app>: ]<file>`, then a
+/// line per table with its source and target row counts under the `sides` names.
+fn announce(
+    db: &api::PlannedDatabase,
+    what: &str,
+    file: &std::path::Path,
+    report: &api::DatabaseReport,
+    sides: (&str, &str),
+) {
+    let label = kind_label(db.kind);
+    match &db.app_pid {
+        Some(pid) => output::success(&format!("{label} {what}: {pid}: {}", file.display())),
+        None => output::success(&format!("{label} {what}: {}", file.display())),
+    }
+    let (source, target) = sides;
+    for t in &report.tables {
+        output::detail(&format!("✅ Table \"{}\": {source}={}, {target}={}", t.table, t.source_rows, t.target_rows));
+    }
+}
+
 /// Run a whole SQLite → PostgreSQL job.
 pub async fn sqlite_to_postgres(instance: &mut Instance, job: ToPostgres<'_>) -> Result<JobReport, JobError> {
     let root = &job.data_dir.root;
@@ -265,15 +285,8 @@ async fn migrate_one_inner(
     // Whatever the component still holds (an open COPY after a trap) goes before any cleanup.
     instance.release_all();
     let report = outcome.map_err(|e| JobError::Failed(e.to_string()))?.map_err(JobError::from_failure)?;
-    let label = kind_label(db.kind);
     let done = if job.dry_run { "checked (dry run)" } else { "successfully migrated" };
-    match &db.app_pid {
-        Some(pid) => output::success(&format!("{label} schema {done}: {pid}: {}", path.display())),
-        None => output::success(&format!("{label} schema {done}: {}", path.display())),
-    }
-    for t in &report.tables {
-        output::detail(&format!("✅ Table \"{}\": SQLite={}, Postgres={}", t.table, t.source_rows, t.target_rows));
-    }
+    announce(db, &format!("schema {done}"), &path, &report, ("SQLite", "Postgres"));
     Ok(report)
 }
 
@@ -670,14 +683,7 @@ async fn build_one_inner(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Resul
         discard(Some(HandleResource::Sqlite(target)));
         return Err(JobError::Failed(format!("{}: {e}", tmp.display())));
     }
-    let label = kind_label(db.kind);
     let done = if job.dry_run { "checked (dry run)" } else { "successfully written" };
-    match &db.app_pid {
-        Some(pid) => output::success(&format!("{label} database {done}: {pid}: {}", dest.display())),
-        None => output::success(&format!("{label} database {done}: {}", dest.display())),
-    }
-    for t in &report.tables {
-        output::detail(&format!("✅ Table \"{}\": Postgres={}, SQLite={}", t.table, t.source_rows, t.target_rows));
-    }
+    announce(db, &format!("database {done}"), &dest, &report, ("Postgres", "SQLite"));
     Ok((db.clone(), report, tmp, target))
 }

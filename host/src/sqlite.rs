@@ -20,7 +20,7 @@ type Reply<T> = oneshot::Sender<Result<T, DbError>>;
 enum Command {
     Execute(String, Reply<u64>),
     Query(String, Reply<Batch>),
-    Insert { sql: String, rows: Batch, reply: Reply<u64> },
+    Insert { sql: std::sync::Arc<str>, rows: Batch, reply: Reply<u64> },
     Commit(Reply<()>),
     ListTables(Reply<Vec<String>>),
     Describe(String, Reply<Option<TableInfo>>),
@@ -134,7 +134,7 @@ impl SqliteSource {
         Ok(SqliteWriter {
             target: format!("{}: {table}", self.path.display()),
             path: self.path.clone(),
-            sql,
+            sql: sql.into(),
             columns: columns.len(),
             commands: self.commands.clone(),
             queued: std::collections::VecDeque::new(),
@@ -215,7 +215,7 @@ pub struct SqliteWriter {
     /// `file: table`, for messages.
     target: String,
     path: PathBuf,
-    sql: String,
+    sql: std::sync::Arc<str>,
     columns: usize,
     commands: std_mpsc::Sender<Command>,
     queued: std::collections::VecDeque<oneshot::Receiver<Result<u64, DbError>>>,
@@ -226,9 +226,7 @@ pub struct SqliteWriter {
 
 impl SqliteWriter {
     pub async fn write(&mut self, rows: Batch) -> Result<(), DbError> {
-        if self.finished {
-            return Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target)));
-        }
+        self.still_open()?;
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
@@ -244,9 +242,7 @@ impl SqliteWriter {
 
     /// Wait for every queued batch; the rows inserted.
     pub async fn finish(&mut self) -> Result<u64, DbError> {
-        if self.finished {
-            return Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target)));
-        }
+        self.still_open()?;
         self.finished = true;
         while !self.queued.is_empty() {
             self.collect_oldest().await?;
@@ -269,6 +265,13 @@ impl SqliteWriter {
                 Err(e)
             }
         }
+    }
+
+    fn still_open(&self) -> Result<(), DbError> {
+        if self.finished {
+            return Err(DbError::new(ErrorKind::InvalidInput, format!("{}: bulk load already finished", self.target)));
+        }
+        Ok(())
     }
 
     fn stopped(&self) -> DbError {
