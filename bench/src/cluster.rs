@@ -8,6 +8,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
@@ -164,6 +165,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// CPU time the whole server has used so far: the postmaster, its live children (backends,
+    /// parallel workers, checkpointer, …) and the children it has reaped (backends that exited).
+    /// The difference across a measurement is what PostgreSQL spent on that contender, which
+    /// on a machine with few cores decides the wall time as much as the client does.
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let pid_file = fs::read_to_string(self.data.join("postmaster.pid")).context("read postmaster.pid")?;
+        let postmaster: u32 = pid_file.lines().next().context("empty postmaster.pid")?.trim().parse()?;
+        let mut ticks = proc_ticks(postmaster, true)?;
+        let children = fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
+            // A child that exits meanwhile is counted in the postmaster's reaped time next time.
+            ticks += proc_ticks(child, false).unwrap_or(0);
+        }
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+    }
+
     /// `(table, rows)` of every base table in `public` of `db`.
     pub fn row_counts(&self, db: &str) -> Result<Vec<(String, u64)>> {
         let sql = "SELECT string_agg(format('%s|%s', t, (xpath('/row/c/text()', \
@@ -179,6 +198,19 @@ impl Cluster {
             })
             .collect()
     }
+}
+
+/// utime + stime of `pid` from `/proc/PID/stat`, plus its reaped children's with `reaped`.
+fn proc_ticks(pid: u32, reaped: bool) -> Result<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').context("malformed /proc/PID/stat")?.1;
+    let field = |n: usize| -> Result<u64> {
+        // `rest` starts at field 3 (state); utime is field 14.
+        rest.split_whitespace().nth(n - 3).context("short /proc/PID/stat")?.parse().context("/proc/PID/stat field")
+    };
+    let own = field(14)? + field(15)?;
+    Ok(if reaped { own + field(16)? + field(17)? } else { own })
 }
 
 impl Drop for Cluster {
