@@ -420,6 +420,15 @@ fn quiet_run_keeps_progress_events_and_timeline() {
         }
     }
     assert!(checked >= 10, "only {checked} tables with rows");
+    // Databases set up one at a time, the first until its rows flow: no other database starts a
+    // table before the first one has sent rows (every component runs on one thread, so another
+    // database's setup would delay those rows).
+    let first_row = of("first-row").next().unwrap();
+    let first_started = &of("table-started").next().unwrap()["database"];
+    assert_eq!(&first_row["database"], first_started, "the first rows come from the database set up first");
+    for e in of("table-started").filter(|e| &e["database"] != first_started) {
+        assert!(e["at_ms"].as_u64() >= first_row["at_ms"].as_u64(), "{e} started before the first rows: {first_row}");
+    }
     // Times only go forward, and the timeline agrees with the events.
     let times: Vec<u64> = events.iter().map(|e| e["at_ms"].as_u64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "event times go backwards: {times:?}");

@@ -184,8 +184,8 @@ pub struct HostState {
     progress_scope: Option<String>,
     /// The (database, table) each open bulk writer loads, for progress events.
     writer_tables: std::collections::HashMap<u32, (String, String)>,
-    /// Told when the first bulk load starts (see [`Instance::on_first_load`]).
-    first_load: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Told when the first rows are sent (see [`Instance::on_first_rows`]).
+    first_rows: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl HostState {
@@ -502,9 +502,6 @@ impl wit_db::HostHandle for HostState {
                 self.writer_handles.insert(w.rep(), h.rep());
                 let scope = self.scope_or(&h);
                 self.events.load_started(&scope, &table);
-                if let Some(tx) = self.first_load.take() {
-                    let _ = tx.send(());
-                }
                 self.writer_tables.insert(w.rep(), (scope, table));
                 Ok(w)
             }
@@ -549,6 +546,15 @@ impl wit_db::HostBulkWriter for HostState {
             && let Some((database, table)) = self.writer_tables.get(&w.rep())
         {
             self.events.rows_sent(database, table, sent);
+        }
+        if written.is_ok()
+            && sent > 0
+            && let Some(tx) = self.first_rows.take()
+        {
+            let _ = tx.send(());
+            // Every component runs on one thread, and this one may go on converting without
+            // ever waiting: give the job a chance to let the next database set up now.
+            tokio::task::yield_now().await;
         }
         Ok(written)
     }
@@ -753,7 +759,7 @@ impl Runtime {
             allow_drop: false,
             progress_scope: None,
             writer_tables: Default::default(),
-            first_load: None,
+            first_rows: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -862,9 +868,10 @@ impl Instance {
         state.writer_handles.clear();
     }
 
-    /// Send on `tx` when the component starts its first bulk load (its setup is over).
-    pub fn on_first_load(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
-        self.store.data_mut().first_load = Some(tx);
+    /// Send on `tx` when the component has sent its first rows to a bulk load: its setup is
+    /// over and its data is flowing.
+    pub fn on_first_rows(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
+        self.store.data_mut().first_rows = Some(tx);
     }
 
     /// Report progress events of what follows under `database` (the job's name for it).
