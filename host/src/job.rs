@@ -235,9 +235,9 @@ async fn migrate_one_inner(
 ) -> Result<api::DatabaseReport, JobError> {
     // One database sets up at a time (CREATE DATABASE, connections, checks, schema), until its
     // first rows are sent: concurrent CREATE DATABASEs only slow each other down (each copies
-    // the template), and the largest database, scheduled first, reaches its data soonest. (Until
+    // the template), and the largest database, scheduled first, reaches its data soonest. (When
     // its first table started loading was too early: every component runs on this thread, so
-    // the next database's source checks delayed the first's first rows by 10–20 ms.)
+    // the next database's source checks delayed the first one's first rows by 10–20 ms.)
     let mut setup_turn = Some(setting_up.lock().await);
     let target = if job.dry_run && !exists {
         HandleResource::Discard(db.postgres_database.clone())

@@ -109,40 +109,38 @@ impl PgTarget {
     /// database, BEGIN) takes 8–14 ms here, and the component's first steps, its checks of the
     /// SQLite source, need no target: the first row no longer waits for both one after the other.
     pub fn open(options: &PgConnectOptions, database: &str) -> PgTarget {
-        let (tx, rx) = mpsc::channel(8);
-        let (options, name) = (options.clone(), database.to_string());
-        tokio::spawn(async move {
-            match Self::connect_and_begin(&options, &name, "SET client_min_messages = warning; BEGIN").await {
-                Ok(conn) => serve(conn, name, rx).await,
-                Err(e) => refuse_all(rx, e).await,
-            }
-        });
-        PgTarget { database: database.to_string(), writable: true, commands: tx }
+        Self::start(options, database, "SET client_min_messages = warning; BEGIN", true)
     }
 
     /// Connect to `database` as a source: one read-only snapshot for every read.
     pub async fn open_source(options: &PgConnectOptions, database: &str) -> Result<PgTarget, DbError> {
         let begin = "SET client_min_messages = warning; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-        let conn = Self::connect_and_begin(options, database, begin).await?;
-        let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(serve(conn, database.to_string(), rx));
-        let source = PgTarget { database: database.to_string(), writable: false, commands: tx };
-        // The snapshot is taken by the first query, not by BEGIN: take it now.
+        let source = Self::start(options, database, begin, false);
+        // The snapshot is taken by the first query, not by BEGIN: take it now (this also waits
+        // for the connection, and fails with the reason if it could not open).
         source.list_tables().await?;
         Ok(source)
     }
 
-    async fn connect_and_begin(
-        options: &PgConnectOptions,
-        database: &str,
-        begin: &'static str,
-    ) -> Result<PgConnection, DbError> {
-        let mut conn = PgConnection::connect_with(&options.clone().database(database))
-            .await
-            .map_err(|e| pg_error(&format!("connecting to database {database}"), e))?;
-        disable_nagle(options.get_port());
-        sqlx::raw_sql(begin).execute(&mut conn).await.map_err(|e| pg_error(database, e))?;
-        Ok(conn)
+    /// Connect and run `begin` on a task of its own, which then serves the commands.
+    fn start(options: &PgConnectOptions, database: &str, begin: &'static str, writable: bool) -> PgTarget {
+        let (tx, rx) = mpsc::channel(8);
+        let (options, name) = (options.clone().database(database), database.to_string());
+        tokio::spawn(async move {
+            let connected = async {
+                let mut conn = PgConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| pg_error(&format!("connecting to database {name}"), e))?;
+                disable_nagle(options.get_port());
+                sqlx::raw_sql(begin).execute(&mut conn).await.map_err(|e| pg_error(&name, e))?;
+                Ok(conn)
+            };
+            match connected.await {
+                Ok(conn) => serve(conn, name, rx).await,
+                Err(e) => refuse_all(rx, e).await,
+            }
+        });
+        PgTarget { database: database.to_string(), writable, commands: tx }
     }
 
     pub fn writable(&self) -> bool {
@@ -929,12 +927,9 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::Connection, "{e:?}");
             assert!(e.message.starts_with("connecting to database server_db: "), "{e:?}");
         }
-        let mut read = target.read("t", &["id".to_string()], &[], 100).await;
-        match &mut read {
-            // The column lookup comes first and fails the same way.
-            Err(e) => assert!(e.message.starts_with("connecting to database server_db"), "{e:?}"),
-            Ok(rx) => panic!("a read on a target that never connected started: {:?}", rx.recv().await.is_some()),
-        }
+        // A read looks its columns up first, and fails the same way.
+        let e = target.read("t", &["id".to_string()], &[], 100).await.unwrap_err();
+        assert!(e.message.starts_with("connecting to database server_db: "), "{e:?}");
     }
 
     #[test]

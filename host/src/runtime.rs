@@ -542,19 +542,18 @@ impl wit_db::HostBulkWriter for HostState {
         self.host_calls += 1;
         let sent = rows.rows as u64;
         let written = self.write_rows(&w, rows).await?;
-        if written.is_ok()
-            && let Some((database, table)) = self.writer_tables.get(&w.rep())
-        {
-            self.events.rows_sent(database, table, sent);
-        }
-        if written.is_ok()
-            && sent > 0
-            && let Some(tx) = self.first_rows.take()
-        {
-            let _ = tx.send(());
-            // Every component runs on one thread, and this one may go on converting without
-            // ever waiting: give the job a chance to let the next database set up now.
-            tokio::task::yield_now().await;
+        if written.is_ok() {
+            if let Some((database, table)) = self.writer_tables.get(&w.rep()) {
+                self.events.rows_sent(database, table, sent);
+            }
+            if sent > 0
+                && let Some(tx) = self.first_rows.take()
+            {
+                let _ = tx.send(());
+                // Every component runs on one thread, and this one may go on converting without
+                // ever waiting: give the job a chance to let the next database set up now.
+                tokio::task::yield_now().await;
+            }
         }
         Ok(written)
     }
