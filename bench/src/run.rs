@@ -80,23 +80,32 @@ fn own_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-fn median_duration(v: &[Duration]) -> Option<Duration> {
+/// The median of `v` (the upper one of an even count); `None` when empty.
+fn median_of<T: Ord + Copy>(v: &[T]) -> Option<T> {
     let mut v = v.to_vec();
     v.sort();
     v.get(v.len() / 2).copied()
 }
 
-fn median_u64(v: &[u64]) -> Option<u64> {
-    let mut v = v.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied()
+/// Run `f`, returning also the CPU the PostgreSQL server spent meanwhile.
+fn with_server_cpu<T>(cluster: &Cluster, f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+    let before = cluster.cpu_time()?;
+    let out = f()?;
+    Ok((out, cluster.cpu_time()? - before))
 }
 
 impl Samples {
     fn median(&self) -> Duration {
-        let mut v = self.walls.clone();
-        v.sort();
-        v[v.len() / 2]
+        median_of(&self.walls).expect("samples")
+    }
+    /// Median CPU of the contender itself and of the PostgreSQL server.
+    fn median_cpu(&self) -> (Duration, Duration) {
+        (median_of(&self.cpu).unwrap_or_default(), median_of(&self.pg_cpu).unwrap_or_default())
+    }
+    /// Their sum, in seconds: the CPU the contender needed in all.
+    fn total_cpu(&self) -> f64 {
+        let (client, server) = self.median_cpu();
+        (client + server).as_secs_f64()
     }
     fn min(&self) -> Duration {
         *self.walls.iter().min().expect("samples")
@@ -322,9 +331,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
     for round in 1..=args.repeat {
         for &jobs in &args.ceiling_jobs {
             cluster.reset()?;
-            let (pg_before, own_before) = (cluster.cpu_time()?, own_cpu());
-            let times = ceiling::load(cluster.port, &prepared, jobs, "", !args.ceiling_nagle)?;
-            let (pg_cpu, own) = (cluster.cpu_time()? - pg_before, own_cpu() - own_before);
+            let own_before = own_cpu();
+            let (times, pg_cpu) =
+                with_server_cpu(&cluster, || ceiling::load(cluster.port, &prepared, jobs, "", !args.ceiling_nagle))?;
+            let own = own_cpu() - own_before;
             if round == 1 {
                 let bad = check_counts(&cluster, &prepared)?;
                 ensure!(bad.is_empty(), "ceiling load is incomplete:\n  {}", bad.join("\n  "));
@@ -353,9 +363,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         for &(tag, label, url) in variants {
             cluster.reset()?;
             let report_file = logs.join(format!("{tag}-{round}.json"));
-            let pg_before = cluster.cpu_time()?;
-            let r = measure::run(ours_cmd(url.clone(), &report_file), &logs.join(format!("{tag}-{round}")))?;
-            let pg_cpu = cluster.cpu_time()? - pg_before;
+            let (r, pg_cpu) = with_server_cpu(&cluster, || {
+                measure::run(ours_cmd(url.clone(), &report_file), &logs.join(format!("{tag}-{round}")))
+            })?;
             if r.code != 0 {
                 bail!(
                     "round {round}: blocklet-migrate{label} exited {}:\n{}",
@@ -415,9 +425,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let mut c = Command::new(bin);
             c.arg(format!("sqlite://{}", file.display()))
                 .arg(format!("postgresql://postgres@127.0.0.1:{}/pgloader_server_db", cluster.port));
-            let pg_before = cluster.cpu_time()?;
-            let r = measure::run(c, &logs.join(format!("pgloader-{round}")))?;
-            let pg_cpu = cluster.cpu_time()? - pg_before;
+            let (r, pg_cpu) = with_server_cpu(&cluster, || measure::run(c, &logs.join(format!("pgloader-{round}"))))?;
             let loaded: u64 = cluster.row_counts("pgloader_server_db")?.iter().map(|(_, n)| n).sum();
             println!(
                 "round {round}: pgloader (server.db) {:.2} s, exit {}, {} of {} rows loaded, peak RSS {:.1} MB",
@@ -476,7 +484,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
             );
             rev_base.walls.push(t);
             rev_base.cpu.push(own);
-            rev_base.pg_cpu.push(Duration::ZERO);
 
             crate::reverse::empty_data_dir(&data_dir, &ours_dir)?;
             let mut c = Command::new(&bin);
@@ -486,9 +493,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 .arg(logs.join(format!("reverse-{round}.json")))
                 .env("ABT_NODE_POSTGRES_URL", &tcp_url)
                 .current_dir(&ours_dir);
-            let pg_before = cluster.cpu_time()?;
-            let r = measure::run(c, &logs.join(format!("reverse-{round}")))?;
-            let pg_cpu = cluster.cpu_time()? - pg_before;
+            let (r, pg_cpu) = with_server_cpu(&cluster, || measure::run(c, &logs.join(format!("reverse-{round}"))))?;
             if r.code != 0 {
                 bail!(
                     "round {round}: blocklet-migrate --dialect sqlite exited {}:\n{}",
@@ -678,12 +683,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         cpu_rows.push(("PostgreSQL → SQLite baseline (rusqlite loop)", &rev_base));
         cpu_rows.push(("blocklet-migrate --dialect sqlite", &rev_ours));
     }
-    let mut totals = BTreeMap::new();
     for (name, s) in cpu_rows {
-        let (client, server) =
-            (median_duration(&s.cpu).unwrap_or_default(), median_duration(&s.pg_cpu).unwrap_or_default());
-        let total = (client + server).as_secs_f64();
-        totals.insert(name.to_string(), total);
+        let (client, server) = s.median_cpu();
+        let total = s.total_cpu();
         writeln!(
             report,
             "| {name} | {:.2} | {:.2} | {total:.2} | {} | {:.2} of {cpus} |",
@@ -693,13 +695,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
             total / s.median().as_secs_f64()
         )?;
     }
-    if let (Some(c), Some(o)) = (totals.get(&ceiling_name), totals.get("blocklet-migrate")) {
-        writeln!(
-            report,
-            "CPU the ceiling needs / CPU we need: {:.2} (the wall-time ratio when both keep every core busy)",
-            c / o
-        )?;
-    }
+    writeln!(
+        report,
+        "CPU the ceiling needs / CPU we need: {:.2} (the wall-time ratio when both keep every core busy)",
+        ceil[&bj].total_cpu() / ours.total_cpu()
+    )?;
 
     // ---- goals
     let mut missed = 0;
@@ -754,7 +754,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         format!("{rss:.1} MB"),
         Some(rss <= args.max_rss_mb),
     ));
-    match (median_u64(&warm.first_row_ms), median_u64(&warm.ready_ms), median_u64(&ours.first_row_ms)) {
+    match (median_of(&warm.first_row_ms), median_of(&warm.ready_ms), median_of(&ours.first_row_ms)) {
         (Some(first), Some(ready), Some(created)) => lines.push(goal(
             &format!("warm start to first row ≤ {} ms", args.max_first_row_ms),
             format!(
