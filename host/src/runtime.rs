@@ -698,6 +698,7 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        config.wasm_wide_arithmetic(true);
         // For profiling the component's compiled code: `perf` reads /tmp/perf-PID.map for names.
         if std::env::var_os(PERF_MAP_ENV).is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
