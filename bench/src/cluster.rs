@@ -39,12 +39,34 @@ fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Restrict the calling thread (and every thread or process it starts afterwards) to `cpus`.
+pub fn pin_current_thread(cpus: std::ops::Range<usize>) -> Result<()> {
+    set_affinity(cpus).context("sched_setaffinity")
+}
+
+/// `sched_setaffinity` for the calling thread; allocates nothing, so it may run between fork
+/// and exec.
+fn set_affinity(cpus: std::ops::Range<usize>) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, and CPU_SET is only given CPUs below
+    // CPU_SETSIZE.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus.filter(|&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Cluster {
-    pub fn start() -> Result<Cluster> {
+    /// Start a throwaway cluster; with `pin_to_cpu0`, the postmaster and every backend it
+    /// forks run on CPU 0 only.
+    pub fn start(pin_to_cpu0: bool) -> Result<Cluster> {
         let bin = pg_bin_dir()?;
         let as_postgres = running_as_root();
         let dir = tempfile::Builder::new().prefix("bm-bench-pg-").tempdir()?;
@@ -75,8 +97,15 @@ impl Cluster {
             for (k, v) in SETTINGS {
                 opts.push_str(&format!(" -c {k}={v}"));
             }
-            let out = c
-                .server_cmd("pg_ctl")
+            let mut pg_ctl = c.server_cmd("pg_ctl");
+            if pin_to_cpu0 {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: only sched_setaffinity, which is async-signal-safe, runs in the child.
+                unsafe {
+                    pg_ctl.pre_exec(|| set_affinity(0..1));
+                }
+            }
+            let out = pg_ctl
                 .args(["-w", "-t", "60", "-D"])
                 .arg(&c.data)
                 .arg("-l")

@@ -103,6 +103,12 @@ enum Cmd {
         /// TCP stalls (Nagle + delayed ACK) cost.
         #[arg(long)]
         socket_diagnostic: bool,
+        /// Diagnostic: run PostgreSQL on CPU 0 and every client (ceiling, ours, pgloader, the
+        /// rusqlite loop) on the other CPUs, so that the server has a core of its own. Shows how
+        /// close the pipeline comes to the ingest ceiling when it does not compete with the
+        /// server for cores; the goals are judged on unpinned runs.
+        #[arg(long)]
+        pin_postgres: bool,
     },
 }
 
@@ -160,6 +166,7 @@ fn main() {
             no_reverse,
             ceiling_nagle,
             socket_diagnostic,
+            pin_postgres,
         } => {
             let args = run::RunArgs {
                 rows,
@@ -179,6 +186,7 @@ fn main() {
                 reverse: !no_reverse,
                 ceiling_nagle,
                 socket_diagnostic,
+                pin_postgres,
             };
             match run::run(args) {
                 Ok(code) => code,

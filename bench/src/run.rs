@@ -40,6 +40,8 @@ pub struct RunArgs {
     pub ceiling_nagle: bool,
     /// Also run our CLI over the cluster's Unix socket (shows the cost of TCP stalls).
     pub socket_diagnostic: bool,
+    /// PostgreSQL on CPU 0, every client on the other CPUs (a diagnostic, see `run --help`).
+    pub pin_postgres: bool,
 }
 
 /// One contender's samples.
@@ -265,13 +267,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 
     let load_before = loadavg();
-    let cluster = Cluster::start()?;
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let pinning = if args.pin_postgres {
+        ensure!(cpus >= 2, "--pin-postgres needs at least 2 CPUs");
+        // Before any thread starts: the ceiling's and the loop's threads, and every child
+        // (launcher, our CLI, pgloader), inherit the bench's affinity.
+        cluster::pin_current_thread(1..cpus)?;
+        Some(format!("pinned: PostgreSQL on CPU 0, every client on CPU 1–{} (diagnostic)", cpus - 1))
+    } else {
+        None
+    };
+    let cluster = Cluster::start(args.pin_postgres)?;
     let version = cluster.version()?;
     let settings = cluster::SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
     println!(
         "cluster: PostgreSQL {version} on 127.0.0.1:{} (throwaway), {settings}; the same for every contender",
         cluster.port
     );
+    if let Some(p) = &pinning {
+        println!("{p}");
+    }
 
     measure::install_launcher(&logs)?;
     // A private copy of the binary: a rebuild during the run must not change what is measured.
@@ -532,7 +547,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let ours_rate = rows / ours.median().as_secs_f64();
     let ceiling_rate = rows / best_ceiling.1.as_secs_f64();
     let mut report = String::new();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     writeln!(
         report,
         "\n== blocklet-migrate bench: {} rows ({}), {} CPUs, PostgreSQL {version} ({settings}) ==",
@@ -553,6 +567,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         args.repeat,
         loadavg()
     )?;
+    if let Some(p) = &pinning {
+        writeln!(report, "{p}: not how the goals are judged")?;
+    }
     writeln!(report, "\n| contender | seconds | rows/s | MB/s | vs ceiling | peak RSS |\n|---|---|---|---|---|---|")?;
     for (jobs, s) in &ceil {
         let m = s.median().as_secs_f64();
