@@ -95,6 +95,20 @@ impl Column {
         self.ends.push(self.bytes.len() as u32);
     }
 
+    /// Append a text value that `write` appends straight to the column's bytes, with no buffer
+    /// of its own. If `write` fails, the column is left as it was.
+    pub fn push_text_with<E>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+        let start = self.bytes.len();
+        if let Err(e) = write(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
+        self.tags.push(Tag::Text);
+        self.numbers.push(0);
+        self.ends.push(self.bytes.len() as u32);
+        Ok(())
+    }
+
     /// Drop every row from `len` on.
     pub fn truncate(&mut self, len: usize) {
         if len >= self.len() {
@@ -201,6 +215,19 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert_eq!(c.get(2), Value::Json(b"{}"));
         assert_eq!(c.bytes, b"{}");
+        c.push_text_with(|b| {
+            b.extend_from_slice(b"xyz");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert!(
+            c.push_text_with(|b| {
+                b.push(b'!');
+                Err(())
+            })
+            .is_err()
+        );
+        assert_eq!((c.len(), c.get(3)), (4, Value::Text(b"xyz")));
     }
 
     #[test]

@@ -193,6 +193,16 @@ fn utf8(b: &[u8]) -> Result<&str, String> {
 }
 
 fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
+    // Most text is ASCII without NUL: then one pass checks UTF-8, NUL and the length in
+    // characters at once (it was three passes, 5% of a SQLite → PostgreSQL run's component time).
+    if plain_ascii(b) {
+        if let PgType::Varchar(Some(max)) = ty
+            && b.len() > *max as usize
+        {
+            return Err(format!("text of {} characters is longer than varchar({max})", b.len()));
+        }
+        return Ok(b);
+    }
     let s = utf8(b)?;
     if b.contains(&0) {
         return Err("text contains a NUL byte, which PostgreSQL text cannot store".into());
@@ -204,6 +214,20 @@ fn checked_text<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
         }
     }
     Ok(b)
+}
+
+/// Whether every byte of `b` is ASCII and not NUL, eight bytes at a time.
+fn plain_ascii(b: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    let mut chunks = b.chunks_exact(8);
+    let mut flagged = 0u64;
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // A high bit marks a non-ASCII byte; a borrow out of a byte marks a zero byte.
+        flagged |= w | (w.wrapping_sub(ONES) & !w);
+    }
+    flagged & HIGH == 0 && chunks.remainder().iter().all(|&c| c != 0 && c < 0x80)
 }
 
 fn int_in_range(n: i64, ty: &PgType) -> Result<i64, String> {
@@ -446,20 +470,25 @@ pub fn value_to_sqlite(v: Value<'_>, source: &PgColumn, out: &mut Column) -> Res
                     timestamp::format_micros(us)
                 ));
             }
-            let text = timestamp::format_micros(us);
-            if !text.as_bytes()[..4].iter().all(u8::is_ascii_digit) || text.as_bytes()[4] != b'-' {
-                return Err(format!("{text} is outside the years 0000–9999 the server can read back"));
-            }
-            out.push(Value::Text(text.as_bytes()));
+            let mut text = [0u8; timestamp::SEQUELIZE_TEXT_MAX];
+            let Some(len) = timestamp::write_sequelize_text(us, &mut text) else {
+                return Err(format!(
+                    "{} is outside the years 0000–9999 the server can read back",
+                    timestamp::format_micros(us)
+                ));
+            };
+            out.push(Value::Text(&text[..len]));
         }
         Value::Json(b) => {
             if source.ty == PgType::Json {
                 // `json` keeps its text exactly; so does the SQLite copy.
                 out.push(Value::Text(b));
             } else {
-                let compact = compact_json(b);
-                check_sqlite_keeps_number(&compact)?;
-                out.push(Value::Text(&compact));
+                out.push_text_with(|bytes| {
+                    let start = bytes.len();
+                    compact_json_into(b, bytes);
+                    check_sqlite_keeps_number(&bytes[start..])
+                })?;
             }
         }
     }
@@ -470,6 +499,13 @@ pub fn value_to_sqlite(v: Value<'_>, source: &PgColumn, out: &mut Column) -> Res
 /// `JSON.stringify` writes it; strings and numbers are kept byte for byte.
 pub fn compact_json(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
+    compact_json_into(b, &mut out);
+    out
+}
+
+/// [`compact_json`], appended to `out`.
+pub fn compact_json_into(b: &[u8], out: &mut Vec<u8>) {
+    out.reserve(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] != b'"' {
@@ -497,7 +533,6 @@ pub fn compact_json(b: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&b[i..end]);
         i = end;
     }
-    out
 }
 
 /// A JSON column has NUMERIC affinity in SQLite: a document that is a bare number is stored
@@ -529,6 +564,49 @@ pub fn sqlite_hash(ty: &PgType, v: Value<'_>) -> Result<u64, String> {
             .map(|n| canonical::json_number_hash(&n.to_string()))
             .ok_or_else(|| format!("{f} is not a JSON number")),
         _ => value_hash(v),
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    /// `checked_text` as it was before its ASCII fast path: three passes.
+    fn checked_text_slowly<'a>(b: &'a [u8], ty: &PgType) -> Result<&'a [u8], String> {
+        let s = utf8(b)?;
+        if b.contains(&0) {
+            return Err("text contains a NUL byte, which PostgreSQL text cannot store".into());
+        }
+        if let PgType::Varchar(Some(max)) = ty {
+            let n = s.chars().count();
+            if n > *max as usize {
+                return Err(format!("text of {n} characters is longer than varchar({max})"));
+            }
+        }
+        Ok(b)
+    }
+
+    #[test]
+    fn the_ascii_fast_path_decides_as_the_three_passes_do() {
+        let mut texts: Vec<Vec<u8>> =
+            vec![Vec::new(), b"a".to_vec(), "é".into(), vec![0], vec![0x80], vec![0xff, 0xfe]];
+        // Every position of a NUL, a non-ASCII byte, an invalid byte and a multibyte
+        // character in texts around the eight-byte chunk edges.
+        for len in 1..=20 {
+            for at in 0..len {
+                for odd in [&[0u8][..], &[0x7f], &[0x80], &[0xc3, 0xa9], &[0xe2, 0x82, 0xac], &[0xc3]] {
+                    let mut t = vec![b'x'; len];
+                    t.splice(at..at + 1, odd.iter().copied());
+                    texts.push(t);
+                }
+            }
+        }
+        for t in &texts {
+            assert_eq!(plain_ascii(t), t.iter().all(|&c| c != 0 && c < 0x80), "{t:?}");
+            for ty in [PgType::Text, PgType::Varchar(None), PgType::Varchar(Some(3)), PgType::Varchar(Some(12))] {
+                assert_eq!(checked_text(t, &ty), checked_text_slowly(t, &ty), "{t:?} as {ty:?}");
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! and hand edits also carry ISO forms with `T`/`Z`, other offsets, no zone (read as UTC, as
 //! Sequelize does) and epoch numbers. Anything else is refused, never guessed.
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 
 /// Epoch numbers at or above this magnitude are milliseconds; below it, seconds.
 /// 1e11 seconds is the year 5138; 1e11 milliseconds is March 1973.
@@ -114,35 +114,74 @@ pub fn from_epoch(v: f64) -> Result<i64, String> {
 /// Microseconds since the epoch as the text Sequelize writes to SQLite, with milliseconds:
 /// `2026-11-25 18:55:01.750 +00:00` (more digits when the value has sub-millisecond precision).
 pub fn format_micros(micros: i64) -> String {
-    let Some(dt) = DateTime::from_timestamp_micros(micros) else { return format!("@{micros}us") };
-    let sub_second = micros.rem_euclid(1_000_000);
-    let (fraction, digits) = if sub_second % 1000 == 0 { (sub_second / 1000, 3) } else { (sub_second, 6) };
-    if !(0..=9999).contains(&dt.year()) {
-        // Signed, wider years: rare, and chrono spells them.
-        return dt
-            .format(if digits == 3 { "%Y-%m-%d %H:%M:%S%.3f +00:00" } else { "%Y-%m-%d %H:%M:%S%.6f +00:00" })
-            .to_string();
+    let mut buf = [0u8; SEQUELIZE_TEXT_MAX];
+    match write_sequelize_text(micros, &mut buf) {
+        Some(len) => String::from_utf8(buf[..len].to_vec()).expect("ASCII"),
+        None => match DateTime::from_timestamp_micros(micros) {
+            // Signed, wider years: rare, and chrono spells them.
+            Some(dt) => dt
+                .format(if micros.rem_euclid(1000) == 0 {
+                    "%Y-%m-%d %H:%M:%S%.3f +00:00"
+                } else {
+                    "%Y-%m-%d %H:%M:%S%.6f +00:00"
+                })
+                .to_string(),
+            None => format!("@{micros}us"),
+        },
     }
-    // By hand: this runs for every timestamp going back to SQLite, and strftime parses its
-    // format string each time.
-    let mut out = String::with_capacity(33);
+}
+
+/// The longest text [`write_sequelize_text`] writes: `YYYY-MM-DD HH:MM:SS.ffffff +00:00`.
+pub const SEQUELIZE_TEXT_MAX: usize = 33;
+
+/// Write [`format_micros`]'s text into `out` without allocating and return its length, or
+/// `None` outside the years 0000–9999 (which need a sign or a fifth digit). This runs for every
+/// timestamp going back to SQLite.
+pub fn write_sequelize_text(micros: i64, out: &mut [u8; SEQUELIZE_TEXT_MAX]) -> Option<usize> {
+    let (days, of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let (seconds, sub_second) = (of_day / 1_000_000, of_day % 1_000_000);
+    let (fraction, width) = if sub_second % 1000 == 0 { (sub_second / 1000, 3) } else { (sub_second, 6) };
     let fields = [
-        (dt.year() as i64, 4, "-"),
-        (dt.month() as i64, 2, "-"),
-        (dt.day() as i64, 2, " "),
-        (dt.hour() as i64, 2, ":"),
-        (dt.minute() as i64, 2, ":"),
-        (dt.second() as i64, 2, "."),
-        (fraction, digits, ""),
+        (year, 4, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b' '),
+        (seconds / 3600, 2, b':'),
+        (seconds / 60 % 60, 2, b':'),
+        (seconds % 60, 2, b'.'),
     ];
-    for (n, width, separator) in fields {
+    fn put(out: &mut [u8], at: &mut usize, n: i64, width: u32) {
         for i in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10i64.pow(i) % 10) as u8));
+            out[*at] = b'0' + (n / 10i64.pow(i) % 10) as u8;
+            *at += 1;
         }
-        out.push_str(separator);
     }
-    out.push_str(" +00:00");
-    out
+    let mut at = 0;
+    for (n, width, separator) in fields {
+        put(out, &mut at, n, width);
+        out[at] = separator;
+        at += 1;
+    }
+    put(out, &mut at, fraction, width);
+    out[at..at + 7].copy_from_slice(b" +00:00");
+    Some(at + 7)
+}
+
+/// (year, month, day) of the proleptic Gregorian calendar for `days` since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]
@@ -209,6 +248,38 @@ mod tests {
             assert_eq!(format_micros(us), dt.format(spec).to_string(), "{us}");
         }
         assert_eq!(format_micros(253_402_300_800_000_000), "+10000-01-01 00:00:00.000 +00:00");
+    }
+
+    #[test]
+    fn the_hand_formatter_agrees_with_chrono_across_the_range() {
+        // Every 17th day from 0000-01-01 to 9999-12-31 (17 is prime to every month and year
+        // length), and every day of the years around century and leap-year edges, each at
+        // times of day that walk through the fields, with and without sub-millisecond digits.
+        const DAY: i64 = 86_400_000_000;
+        let first = -62_167_219_200_000_000i64;
+        let last = 253_402_300_799_999_999i64;
+        let year_start =
+            |y: i64| DateTime::parse_from_rfc3339(&format!("{y:04}-01-01T00:00:00Z")).unwrap().timestamp_micros();
+        let mut days: Vec<i64> = (0..).map(|k| first + 17 * k * DAY).take_while(|&d| d <= last).collect();
+        for y in [0, 1, 99, 100, 399, 400, 1899, 1900, 1968, 1969, 1970, 1971, 1999, 2000, 2023, 2024, 2100, 9998, 9999]
+        {
+            days.extend((0..366).map(|d| year_start(y) + d * DAY).filter(|&d| d <= last));
+        }
+        for (step, &day) in days.iter().enumerate() {
+            let step = step as i64;
+            for v in [day, day + 1_000 * step % DAY, day + DAY - 1, day + 7 * step % 1_000_000] {
+                let dt = DateTime::from_timestamp_micros(v).unwrap();
+                let spec = if v.rem_euclid(1000) == 0 {
+                    "%Y-%m-%d %H:%M:%S%.3f +00:00"
+                } else {
+                    "%Y-%m-%d %H:%M:%S%.6f +00:00"
+                };
+                assert_eq!(format_micros(v), dt.format(spec).to_string(), "{v}");
+            }
+        }
+        let mut buf = [0u8; SEQUELIZE_TEXT_MAX];
+        assert_eq!(write_sequelize_text(first - 1, &mut buf), None);
+        assert_eq!(write_sequelize_text(last + 1, &mut buf), None);
     }
 
     #[test]
