@@ -7,7 +7,7 @@
 //! values in column order; a table checksum adds row hashes, so row order does not matter.
 
 use crate::batch::Value;
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use xxhash_rust::xxh64::xxh64;
 
 /// Count and sum of row hashes of one table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,8 +57,23 @@ mod seed {
     pub const JSON_TEXT: u64 = 17;
 }
 
-fn number(seed: u64, n: u64) -> u64 {
-    xxh3_64_with_seed(&n.to_le_bytes(), seed)
+// The hashes use 64-bit multiplies only. xxh3 multiplies 64×64→128 bits, which wasm32 has no
+// instruction for (each was a call to `__multi3`) unless the host enables the wide-arithmetic
+// proposal, and a component that needs it would not run on hosts released before it.
+
+/// Hash of a byte string (xxh64).
+pub(crate) fn bytes_hash(bytes: &[u8], seed: u64) -> u64 {
+    xxh64(bytes, seed)
+}
+
+/// Hash of one 64-bit number: the seed and the number mixed by MurmurHash3's 64-bit finalizer.
+pub(crate) fn number(seed: u64, n: u64) -> u64 {
+    let mut h = n ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
 }
 
 /// Hash a scalar or byte value. JSON values must go through [`json_hash`] instead.
@@ -67,8 +82,8 @@ pub fn value_hash(value: Value<'_>) -> Result<u64, String> {
         Value::Null => number(seed::NULL, 0),
         Value::Integer(v) => number(seed::INTEGER, v as u64),
         Value::Real(v) => number(seed::REAL, canonical_f64(v).to_bits()),
-        Value::Text(b) => xxh3_64_with_seed(b, seed::TEXT),
-        Value::Blob(b) => xxh3_64_with_seed(b, seed::BLOB),
+        Value::Text(b) => bytes_hash(b, seed::TEXT),
+        Value::Blob(b) => bytes_hash(b, seed::BLOB),
         Value::Boolean(v) => number(seed::BOOLEAN, v as u64),
         Value::Timestamp(v) => number(seed::TIMESTAMP, v as u64),
         Value::Json(b) => json_text_hash(b).map_err(|e| format!("invalid JSON read back: {e}"))?.hash,
@@ -109,7 +124,7 @@ pub fn canonical_decimal(text: &str) -> String {
 
 /// Hash of a JSON number by its exact value ([`canonical_decimal`]).
 pub fn json_number_hash(decimal: &str) -> u64 {
-    xxh3_64_with_seed(canonical_decimal(decimal).as_bytes(), seed::JSON_NUMBER)
+    bytes_hash(canonical_decimal(decimal).as_bytes(), seed::JSON_NUMBER)
 }
 
 /// Hash a JSON document as SQLite holds it: by its exact text, except that a document that is
@@ -119,7 +134,7 @@ pub fn json_number_hash(decimal: &str) -> u64 {
 pub fn sqlite_json_text_hash(text: &[u8]) -> u64 {
     match text.first() {
         Some(b'-' | b'0'..=b'9') => json_number_hash(&String::from_utf8_lossy(text)),
-        _ => xxh3_64_with_seed(text, seed::JSON_TEXT),
+        _ => bytes_hash(text, seed::JSON_TEXT),
     }
 }
 
@@ -130,13 +145,13 @@ pub fn json_hash(v: &serde_json::Value) -> u64 {
         J::Null => number(seed::JSON_NULL, 0),
         J::Bool(b) => number(seed::JSON_BOOL, *b as u64),
         J::Number(n) => json_number_hash(&n.to_string()),
-        J::String(s) => xxh3_64_with_seed(s.as_bytes(), seed::JSON_STRING),
+        J::String(s) => bytes_hash(s.as_bytes(), seed::JSON_STRING),
         J::Array(items) => {
             items.iter().fold(number(seed::JSON_ARRAY, items.len() as u64), |h, i| chain(h, json_hash(i)))
         }
         // serde_json's map is sorted by key, so the fold is independent of the source's key order.
         J::Object(map) => map.iter().fold(number(seed::JSON_OBJECT, map.len() as u64), |h, (k, v)| {
-            chain(chain(h, xxh3_64_with_seed(k.as_bytes(), seed::JSON_KEY)), json_hash(v))
+            chain(chain(h, bytes_hash(k.as_bytes(), seed::JSON_KEY)), json_hash(v))
         }),
     }
 }

@@ -698,7 +698,6 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        config.wasm_wide_arithmetic(true);
         // For profiling the component's compiled code: `perf` reads /tmp/perf-PID.map for names.
         if std::env::var_os(PERF_MAP_ENV).is_some() {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -989,5 +988,17 @@ mod tests {
             assert!(e.contains(refused) && e.contains(HOST_WIT_VERSION), "{refused}: {e}");
         }
         assert!(check_wit_version(&["wasi:cli/run@0.2.0".into()]).is_err());
+    }
+
+    /// A component update must run on hosts already installed: the bundled component may use
+    /// no wasm feature beyond what wasmtime enables by default (wide arithmetic, for one, would
+    /// make it fail to load on every host released without it).
+    #[test]
+    fn the_bundled_component_needs_only_default_wasm_features() {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).unwrap();
+        wasmtime::component::Component::new(&engine, BUNDLED_COMPONENT)
+            .expect("the bundled component validates with wasmtime's default features");
     }
 }

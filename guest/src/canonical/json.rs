@@ -7,8 +7,7 @@
 //! Replacing a `serde_json` `DeserializeSeed` with this cut the guest's JSON time by about
 //! two thirds (see the README's performance section).
 
-use super::{chain, json_number_hash, number, seed};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use super::{bytes_hash, chain, json_number_hash, number, seed};
 
 /// Nesting deeper than this is refused (as `serde_json`'s recursion limit does), so a hostile
 /// document cannot exhaust the component's stack.
@@ -138,7 +137,7 @@ impl Scanner<'_> {
             Some(b'"') => {
                 let mark = self.scratch.len();
                 let s = self.string()?;
-                let hash = xxh3_64_with_seed(bytes(self.text, &self.scratch, s), seed::JSON_STRING);
+                let hash = bytes_hash(bytes(self.text, &self.scratch, s), seed::JSON_STRING);
                 self.scratch.truncate(mark);
                 Ok(hash)
             }
@@ -396,7 +395,7 @@ impl Scanner<'_> {
             }
         }
         let hash = entries[..kept].iter().fold(number(seed::JSON_OBJECT, kept as u64), |h, e| {
-            chain(chain(h, xxh3_64_with_seed(bytes(text, scratch, e.key), seed::JSON_KEY)), e.value)
+            chain(chain(h, bytes_hash(bytes(text, scratch, e.key), seed::JSON_KEY)), e.value)
         });
         self.entries.truncate(base);
         self.scratch.truncate(mark);
