@@ -236,8 +236,8 @@ async fn migrate_one_inner(
     // One database sets up at a time (CREATE DATABASE, connections, checks, schema), until its
     // first rows are sent: concurrent CREATE DATABASEs only slow each other down (each copies
     // the template), and the largest database, scheduled first, reaches its data soonest. (When
-    // its first table started loading was too early: every component runs on this thread, so
-    // the next database's source checks delayed the first one's first rows by 10–20 ms.)
+    // its first table started loading was too early: the next database's source checks then
+    // delayed the first one's first rows by 10–20 ms, when every component ran on one thread.)
     let mut setup_turn = Some(setting_up.lock().await);
     let target = if job.dry_run && !exists {
         HandleResource::Discard(db.postgres_database.clone())
@@ -296,22 +296,15 @@ async fn migrate_all(
     created: &mut Vec<String>,
     opened: &mut Vec<PgTarget>,
 ) -> Result<Vec<(api::PlannedDatabase, api::DatabaseReport)>, JobError> {
-    use futures_util::{FutureExt, StreamExt};
     let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
     let setting_up = tokio::sync::Mutex::new(());
     // Largest first: the biggest database is the critical path, so it starts first.
     let mut order: Vec<usize> = (0..plan.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file))));
-    let pending: Vec<_> = order
-        .into_iter()
-        .map(|i| {
-            let db = &plan[i];
-            migrate_one(job, db, existing.contains(&db.postgres_database), &setting_up).map(move |o| (i, o))
-        })
-        .collect();
-    // Unordered: a small database that finishes frees its slot at once.
-    let mut outcomes: Vec<(usize, OneDatabase)> =
-        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await;
+    let mut outcomes = on_threads(job.parallel, &order, |i| {
+        let db = &plan[i];
+        migrate_one(job, db, existing.contains(&db.postgres_database), &setting_up)
+    });
     outcomes.sort_by_key(|(i, _)| *i);
     let outcomes = outcomes.into_iter().map(|(_, o)| o);
     let mut reports = Vec::new();
@@ -339,6 +332,36 @@ async fn migrate_all(
         (Some(e), _) | (None, Some(e)) => Err(e),
         (None, None) => Ok(reports),
     }
+}
+
+/// Run `work(i)` for each index of `order`, `parallel` at a time, each on a thread of its own that
+/// drives it on the job's runtime (the tasks it spawns, such as connections, stay on the
+/// runtime's workers). Driven by the one thread that runs the job, the databases' instances
+/// never ran on two cores at once, and a migration is CPU-bound on small machines. Indexes are
+/// taken in `order`; a thread that finishes one takes the next at once. Returns `(index,
+/// outcome)` pairs in the order they finished.
+fn on_threads<R, F>(parallel: usize, order: &[usize], work: impl Fn(usize) -> F + Sync) -> Vec<(usize, R)>
+where
+    R: Send,
+    F: std::future::Future<Output = R>,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runtime = tokio::runtime::Handle::current();
+    let next = AtomicUsize::new(0);
+    let finished = std::sync::Mutex::new(Vec::with_capacity(order.len()));
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            for _ in 0..parallel.max(1).min(order.len()) {
+                scope.spawn(|| {
+                    while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let outcome = runtime.block_on(work(i));
+                        finished.lock().unwrap_or_else(|e| e.into_inner()).push((i, outcome));
+                    }
+                });
+            }
+        })
+    });
+    finished.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A SQLite database's size on disk, with its WAL: how much work migrating it is.
@@ -585,32 +608,11 @@ fn remove_with_sidecars(path: &std::path::Path) {
 type Built = (api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource);
 
 /// Build every file, `job.parallel` at a time, each database in its own sandboxed instance on a
-/// thread of its own. Driven by the one thread that runs the job, the instances never converted
-/// on two cores at once, and this direction is CPU-bound on small machines. Every rejected row of
-/// every database is reported before failing.
+/// thread of its own ([`on_threads`]). Every rejected row of every database is reported before
+/// failing.
 async fn build_all(job: &ToSqlite<'_>, plan: &[api::PlannedDatabase], built: &mut Vec<Built>) -> Result<(), JobError> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    // The connections' tasks stay on the runtime's workers; each thread only drives its instance.
-    let runtime = tokio::runtime::Handle::current();
-    let next = AtomicUsize::new(0);
-    let finished = std::sync::Mutex::new(Vec::with_capacity(plan.len()));
-    tokio::task::block_in_place(|| {
-        std::thread::scope(|scope| {
-            for _ in 0..job.parallel.max(1).min(plan.len()) {
-                // In plan order (the largest database first); a thread whose database is done
-                // takes the next one at once.
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(db) = plan.get(i) else { break };
-                        let outcome = runtime.block_on(build_one(job, db));
-                        finished.lock().unwrap_or_else(|e| e.into_inner()).push((i, outcome));
-                    }
-                });
-            }
-        })
-    });
-    let mut outcomes: Vec<(usize, Result<Built, JobError>)> = finished.into_inner().unwrap_or_else(|e| e.into_inner());
+    let order: Vec<usize> = (0..plan.len()).collect();
+    let mut outcomes = on_threads(job.parallel, &order, |i| build_one(job, &plan[i]));
     outcomes.sort_by_key(|(i, _)| *i);
     let mut rejected: Option<JobError> = None;
     let mut failed: Option<JobError> = None;
