@@ -301,10 +301,17 @@ async fn migrate_all(
     // Largest first: the biggest database is the critical path, so it starts first.
     let mut order: Vec<usize> = (0..plan.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file))));
-    let mut outcomes = on_threads(job.parallel, &order, |i| {
-        let db = &plan[i];
-        migrate_one(job, db, existing.contains(&db.postgres_database), &setting_up)
-    });
+    let exists = |db: &api::PlannedDatabase| existing.contains(&db.postgres_database);
+    let mut outcomes: Vec<(usize, OneDatabase)> = if threads_can_drive_the_runtime() {
+        on_threads(job.parallel, &order, |i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up))
+    } else {
+        use futures_util::{FutureExt, StreamExt};
+        let pending: Vec<_> = order
+            .iter()
+            .map(|&i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up).map(move |o| (i, o)))
+            .collect();
+        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await
+    };
     outcomes.sort_by_key(|(i, _)| *i);
     let outcomes = outcomes.into_iter().map(|(_, o)| o);
     let mut reports = Vec::new();
@@ -334,12 +341,20 @@ async fn migrate_all(
     }
 }
 
+/// Whether [`on_threads`] can run here. On a current-thread runtime (a library caller's choice)
+/// nothing but the thread that runs it can drive the connections, so the callers interleave
+/// the databases on this thread instead.
+fn threads_can_drive_the_runtime() -> bool {
+    tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
+}
+
 /// Run `work(i)` for each index of `order`, `parallel` at a time, each on a thread of its own that
 /// drives it on the job's runtime (the tasks it spawns, such as connections, stay on the
 /// runtime's workers). Driven by the one thread that runs the job, the databases' instances
 /// never ran on two cores at once, and a migration is CPU-bound on small machines. Indexes are
 /// taken in `order`; a thread that finishes one takes the next at once. Returns `(index,
-/// outcome)` pairs in the order they finished.
+/// outcome)` pairs in the order they finished. Needs a multi-thread runtime
+/// ([`threads_can_drive_the_runtime`]).
 fn on_threads<R, F>(parallel: usize, order: &[usize], work: impl Fn(usize) -> F + Sync) -> Vec<(usize, R)>
 where
     R: Send,
@@ -611,8 +626,14 @@ type Built = (api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource);
 /// thread of its own ([`on_threads`]). Every rejected row of every database is reported before
 /// failing.
 async fn build_all(job: &ToSqlite<'_>, plan: &[api::PlannedDatabase], built: &mut Vec<Built>) -> Result<(), JobError> {
-    let order: Vec<usize> = (0..plan.len()).collect();
-    let mut outcomes = on_threads(job.parallel, &order, |i| build_one(job, &plan[i]));
+    let mut outcomes: Vec<(usize, Result<Built, JobError>)> = if threads_can_drive_the_runtime() {
+        let order: Vec<usize> = (0..plan.len()).collect();
+        on_threads(job.parallel, &order, |i| build_one(job, &plan[i]))
+    } else {
+        use futures_util::{FutureExt, StreamExt};
+        let pending: Vec<_> = plan.iter().enumerate().map(|(i, db)| build_one(job, db).map(move |o| (i, o))).collect();
+        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await
+    };
     outcomes.sort_by_key(|(i, _)| *i);
     let mut rejected: Option<JobError> = None;
     let mut failed: Option<JobError> = None;
@@ -706,4 +727,36 @@ async fn build_one_inner(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Resul
     let done = if job.dry_run { "checked (dry run)" } else { "successfully written" };
     announce(db, &format!("database {done}"), &dest, &report, ("Postgres", "SQLite"));
     Ok((db.clone(), report, tmp, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{on_threads, threads_can_drive_the_runtime};
+    use std::thread::ThreadId;
+
+    /// Work that needs the runtime, as a database's does: it spawns a task (a connection) and
+    /// waits for it. Says which thread drove it.
+    async fn spawned_echo(i: usize) -> (usize, ThreadId) {
+        let echoed = tokio::spawn(async move { i }).await.unwrap();
+        (echoed, std::thread::current().id())
+    }
+
+    #[test]
+    fn on_a_multi_thread_runtime_work_runs_off_the_calling_thread_and_all_of_it_runs() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let caller = std::thread::current().id();
+        let mut done = runtime.block_on(async {
+            assert!(threads_can_drive_the_runtime());
+            on_threads(2, &[2, 0, 1], spawned_echo)
+        });
+        done.sort_by_key(|(i, _)| *i);
+        assert_eq!(done.iter().map(|(i, (echoed, _))| (*i, *echoed)).collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 2)]);
+        assert!(done.iter().all(|(_, (_, thread))| *thread != caller));
+    }
+
+    #[test]
+    fn a_current_thread_runtime_is_not_given_threads() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert!(!runtime.block_on(async { threads_can_drive_the_runtime() }));
+    }
 }
