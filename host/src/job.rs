@@ -302,16 +302,8 @@ async fn migrate_all(
     let mut order: Vec<usize> = (0..plan.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file))));
     let exists = |db: &api::PlannedDatabase| existing.contains(&db.postgres_database);
-    let mut outcomes: Vec<(usize, OneDatabase)> = if threads_can_drive_the_runtime() {
-        on_threads(job.parallel, &order, |i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up))
-    } else {
-        use futures_util::{FutureExt, StreamExt};
-        let pending: Vec<_> = order
-            .iter()
-            .map(|&i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up).map(move |o| (i, o)))
-            .collect();
-        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await
-    };
+    let mut outcomes =
+        each_database(job.parallel, &order, |i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up)).await;
     outcomes.sort_by_key(|(i, _)| *i);
     let outcomes = outcomes.into_iter().map(|(_, o)| o);
     let mut reports = Vec::new();
@@ -341,11 +333,29 @@ async fn migrate_all(
     }
 }
 
-/// Whether [`on_threads`] can run here. On a current-thread runtime (a library caller's choice)
-/// nothing but the thread that runs it can drive the connections, so the callers interleave
-/// the databases on this thread instead.
-fn threads_can_drive_the_runtime() -> bool {
-    tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread
+/// Run `work(i)` for each index of `order`, `parallel` at a time ([`on_threads`]), and return
+/// `(index, outcome)` pairs in the order they finished. On a current-thread runtime (a library
+/// caller's choice) nothing but the thread that runs it can drive the connections, so there the
+/// returned future interleaves the work on this thread instead; on any other runtime the work
+/// is done, on threads, before this returns. Call it from within the job's runtime.
+fn each_database<R, F>(
+    parallel: usize,
+    order: &[usize],
+    work: impl Fn(usize) -> F + Sync,
+) -> impl std::future::Future<Output = Vec<(usize, R)>>
+where
+    R: Send,
+    F: std::future::Future<Output = R>,
+{
+    use futures_util::future::Either;
+    use futures_util::{FutureExt, StreamExt};
+    if tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+        return Either::Left(std::future::ready(on_threads(parallel, order, work)));
+    }
+    // Made here, not inside an `async` block, so that `work` is not held across an await
+    // (the job's future must stay `Send` for a multi-thread caller's `spawn`).
+    let pending: Vec<_> = order.iter().map(|&i| work(i).map(move |outcome| (i, outcome))).collect();
+    Either::Right(futures_util::stream::iter(pending).buffer_unordered(parallel.max(1)).collect())
 }
 
 /// Run `work(i)` for each index of `order`, `parallel` at a time, each on a thread of its own that
@@ -353,8 +363,7 @@ fn threads_can_drive_the_runtime() -> bool {
 /// runtime's workers). Driven by the one thread that runs the job, the databases' instances
 /// never ran on two cores at once, and a migration is CPU-bound on small machines. Indexes are
 /// taken in `order`; a thread that finishes one takes the next at once. Returns `(index,
-/// outcome)` pairs in the order they finished. Needs a multi-thread runtime
-/// ([`threads_can_drive_the_runtime`]).
+/// outcome)` pairs in the order they finished. Needs a multi-thread runtime ([`each_database`]).
 fn on_threads<R, F>(parallel: usize, order: &[usize], work: impl Fn(usize) -> F + Sync) -> Vec<(usize, R)>
 where
     R: Send,
@@ -626,14 +635,8 @@ type Built = (api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource);
 /// thread of its own ([`on_threads`]). Every rejected row of every database is reported before
 /// failing.
 async fn build_all(job: &ToSqlite<'_>, plan: &[api::PlannedDatabase], built: &mut Vec<Built>) -> Result<(), JobError> {
-    let mut outcomes: Vec<(usize, Result<Built, JobError>)> = if threads_can_drive_the_runtime() {
-        let order: Vec<usize> = (0..plan.len()).collect();
-        on_threads(job.parallel, &order, |i| build_one(job, &plan[i]))
-    } else {
-        use futures_util::{FutureExt, StreamExt};
-        let pending: Vec<_> = plan.iter().enumerate().map(|(i, db)| build_one(job, db).map(move |o| (i, o))).collect();
-        futures_util::stream::iter(pending).buffer_unordered(job.parallel.max(1)).collect().await
-    };
+    let order: Vec<usize> = (0..plan.len()).collect();
+    let mut outcomes = each_database(job.parallel, &order, |i| build_one(job, &plan[i])).await;
     outcomes.sort_by_key(|(i, _)| *i);
     let mut rejected: Option<JobError> = None;
     let mut failed: Option<JobError> = None;
@@ -731,7 +734,7 @@ async fn build_one_inner(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Resul
 
 #[cfg(test)]
 mod tests {
-    use super::{on_threads, threads_can_drive_the_runtime};
+    use super::each_database;
     use std::thread::ThreadId;
 
     /// Work that needs the runtime, as a database's does: it spawns a task (a connection) and
@@ -745,18 +748,19 @@ mod tests {
     fn on_a_multi_thread_runtime_work_runs_off_the_calling_thread_and_all_of_it_runs() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let caller = std::thread::current().id();
-        let mut done = runtime.block_on(async {
-            assert!(threads_can_drive_the_runtime());
-            on_threads(2, &[2, 0, 1], spawned_echo)
-        });
+        let mut done = runtime.block_on(async { each_database(2, &[2, 0, 1], spawned_echo).await });
         done.sort_by_key(|(i, _)| *i);
         assert_eq!(done.iter().map(|(i, (echoed, _))| (*i, *echoed)).collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 2)]);
         assert!(done.iter().all(|(_, (_, thread))| *thread != caller));
     }
 
     #[test]
-    fn a_current_thread_runtime_is_not_given_threads() {
+    fn on_a_current_thread_runtime_work_is_interleaved_on_the_calling_thread() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        assert!(!runtime.block_on(async { threads_can_drive_the_runtime() }));
+        let caller = std::thread::current().id();
+        let mut done = runtime.block_on(async { each_database(2, &[2, 0, 1], spawned_echo).await });
+        done.sort_by_key(|(i, _)| *i);
+        assert_eq!(done.iter().map(|(i, (echoed, _))| (*i, *echoed)).collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 2)]);
+        assert!(done.iter().all(|(_, (_, thread))| *thread == caller));
     }
 }
