@@ -724,22 +724,33 @@ fn uuid_text(b: &[u8; 16]) -> [u8; 36] {
     out
 }
 
-const COLUMNS_SQL: &str = "SELECT a.attname::text, t.typname::text, t.typtype = 'e', format_type(a.atttypid, a.atttypmod), \
-     a.attnotnull, pg_get_expr(d.adbin, d.adrelid), \
-     COALESCE((SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary), 0) \
-     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-     WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+/// What a column lookup selects (read by [`pg_column`]), and from which catalogs; the two
+/// lookups below differ only in which relations they cover.
+macro_rules! column_lookup {
+    () => {
+        "a.attname::text, t.typname::text, t.typtype = 'e', format_type(a.atttypid, a.atttypmod), \
+         a.attnotnull, pg_get_expr(d.adbin, d.adrelid), \
+         COALESCE((SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary), 0) \
+         FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+    };
+}
 
-/// Every column of every table of schema `public`, as [`COLUMNS_SQL`] describes one table's.
-const ALL_COLUMNS_SQL: &str = "SELECT c.relname::text, a.attname::text, t.typname::text, t.typtype = 'e', \
-     format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), \
-     COALESCE((SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary), 0) \
-     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-     JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+/// The columns of relation `$1` (`public."name"`).
+const COLUMNS_SQL: &str = concat!(
+    "SELECT ",
+    column_lookup!(),
+    " WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+);
+
+/// Every column of every table of schema `public`, each row led by its table's name.
+const ALL_COLUMNS_SQL: &str = concat!(
+    "SELECT c.relname::text, ",
+    column_lookup!(),
+    " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped \
-     ORDER BY c.relname, a.attnum";
+     ORDER BY c.relname, a.attnum"
+);
 
 /// One row of [`COLUMNS_SQL`], or of [`ALL_COLUMNS_SQL`] from column `at` on.
 fn pg_column(r: &PgRow, at: usize) -> Result<PgColumn, sqlx::Error> {
@@ -823,18 +834,14 @@ async fn serve(mut conn: PgConnection, database: String, writable: bool, mut com
                 let r = match &mut snapshot_columns {
                     // A read-only snapshot's catalog does not change: one query describes every
                     // table (a PostgreSQL source used to ask twice per table, ~1 ms a round trip).
-                    Some(cache) => {
+                    Some(cache) => async {
                         if cache.is_empty() {
-                            match all_columns(&mut conn).await {
-                                Ok(all) => *cache = all,
-                                Err(e) => {
-                                    let _ = reply.send(Err(err(e)));
-                                    continue;
-                                }
-                            }
+                            *cache = all_columns(&mut conn).await?;
                         }
                         Ok(cache.get(&table).cloned().unwrap_or_default())
                     }
+                    .await
+                    .map_err(err),
                     None => sqlx::query(COLUMNS_SQL)
                         .bind(format!("public.{}", quote(&table)))
                         .fetch_all(&mut conn)
