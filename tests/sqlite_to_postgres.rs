@@ -421,8 +421,8 @@ fn quiet_run_keeps_progress_events_and_timeline() {
     }
     assert!(checked >= 10, "only {checked} tables with rows");
     // Databases set up one at a time, the first until its rows flow: no other database starts a
-    // table before the first one has sent rows (every component runs on one thread, so another
-    // database's setup would delay those rows).
+    // table before the first one has sent rows (another database's setup would compete with
+    // those rows for the cores).
     let first_row = of("first-row").next().unwrap();
     let first_started = &of("table-started").next().unwrap()["database"];
     assert_eq!(&first_row["database"], first_started, "the first rows come from the database set up first");

@@ -550,8 +550,9 @@ impl wit_db::HostBulkWriter for HostState {
                 && let Some(tx) = self.first_rows.take()
             {
                 let _ = tx.send(());
-                // Every component runs on one thread, and this one may go on converting without
-                // ever waiting: give the job a chance to let the next database set up now.
+                // This component may go on converting without ever waiting, and on a
+                // current-thread runtime it shares its thread with the job: give the job a
+                // chance to let the next database set up now.
                 tokio::task::yield_now().await;
             }
         }
