@@ -491,7 +491,7 @@ pub fn value_to_sqlite(v: Value<'_>, source: &PgColumn, out: &mut Column) -> Res
             } else {
                 out.push_text_with(|bytes| {
                     let start = bytes.len();
-                    compact_json_into(b, bytes);
+                    compact_json(b, bytes);
                     check_sqlite_keeps_number(&bytes[start..])
                 })?;
             }
@@ -500,16 +500,9 @@ pub fn value_to_sqlite(v: Value<'_>, source: &PgColumn, out: &mut Column) -> Res
     Ok(())
 }
 
-/// jsonb's text (`{"a": 1}`) without the insignificant whitespace (`{"a":1}`), as
-/// `JSON.stringify` writes it; strings and numbers are kept byte for byte.
-pub fn compact_json(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    compact_json_into(b, &mut out);
-    out
-}
-
-/// [`compact_json`], appended to `out`.
-pub fn compact_json_into(b: &[u8], out: &mut Vec<u8>) {
+/// Append to `out` jsonb's text (`{"a": 1}`) without the insignificant whitespace (`{"a":1}`),
+/// as `JSON.stringify` writes it; strings and numbers are kept byte for byte.
+pub fn compact_json(b: &[u8], out: &mut Vec<u8>) {
     out.reserve(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -615,6 +608,12 @@ mod to_sqlite_tests {
         Ok(leaked.get(0))
     }
 
+    fn compacted(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        compact_json(b, &mut out);
+        out
+    }
+
     #[test]
     fn server_representation() {
         assert_eq!(conv(Value::Boolean(true), PgType::Boolean), Ok(Value::Integer(1)));
@@ -627,12 +626,12 @@ mod to_sqlite_tests {
             Ok(Value::Text(br#"{"a":[1,2],"b":"x y"}"#))
         );
         assert_eq!(conv(Value::Json(br#"{"a": 1}"#), PgType::Json), Ok(Value::Text(br#"{"a": 1}"#)));
-        assert_eq!(compact_json(br#"{"q": "a \" b", "e": "\\"}"#), br#"{"q":"a \" b","e":"\\"}"#);
+        assert_eq!(compacted(br#"{"q": "a \" b", "e": "\\"}"#), br#"{"q":"a \" b","e":"\\"}"#);
         assert_eq!(
-            compact_json(br#"[ "a long string, with spaces: and \"quotes\"" , 1 ]"#),
+            compacted(br#"[ "a long string, with spaces: and \"quotes\"" , 1 ]"#),
             br#"["a long string, with spaces: and \"quotes\"",1]"#
         );
-        assert_eq!(compact_json(br#""unterminated \"#), br#""unterminated \"#);
+        assert_eq!(compacted(br#""unterminated \"#), br#""unterminated \"#);
     }
 
     #[test]
