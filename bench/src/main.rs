@@ -109,6 +109,12 @@ enum Cmd {
         /// server for cores; the goals are judged on unpinned runs.
         #[arg(long)]
         pin_postgres: bool,
+        /// Where the throwaway cluster lives. Default: /dev/shm when it is a tmpfs with room
+        /// for the run, else the temp dir. On ext4, creating a database just after dropping
+        /// others spends up to a second in the inode allocator, a cost that lands on whichever
+        /// contender comes next.
+        #[arg(long, value_name = "DIR")]
+        cluster_dir: Option<PathBuf>,
     },
 }
 
@@ -167,6 +173,7 @@ fn main() {
             ceiling_nagle,
             socket_diagnostic,
             pin_postgres,
+            cluster_dir,
         } => {
             let args = run::RunArgs {
                 rows,
@@ -187,6 +194,7 @@ fn main() {
                 ceiling_nagle,
                 socket_diagnostic,
                 pin_postgres,
+                cluster_dir,
             };
             match run::run(args) {
                 Ok(code) => code,

@@ -42,6 +42,8 @@ pub struct RunArgs {
     pub socket_diagnostic: bool,
     /// PostgreSQL on CPU 0, every client on the other CPUs (a diagnostic, see `run --help`).
     pub pin_postgres: bool,
+    /// Where the cluster lives; `None`: [`cluster::default_parent`].
+    pub cluster_dir: Option<PathBuf>,
 }
 
 /// One contender's samples.
@@ -68,6 +70,14 @@ fn timeline_of(report: &Path) -> Result<(u64, u64)> {
     let t = &r["timeline"];
     let get = |k: &str| t[k].as_u64().with_context(|| format!("{}: no timeline.{k}", report.display()));
     Ok((get("component_ready_ms")?, get("first_row_ms")?))
+}
+
+/// Run `work` and return its result with the CPU time (user + sys) this bench process spent
+/// meanwhile: the client's CPU when the client is the bench itself (the ceiling, the rusqlite loop).
+fn with_own_cpu<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+    let before = own_cpu();
+    let out = work()?;
+    Ok((out, own_cpu() - before))
 }
 
 /// CPU time (user + sys) this bench process has used so far.
@@ -277,11 +287,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
     } else {
         None
     };
-    let cluster = Cluster::start(args.pin_postgres)?;
+    let cluster_parent = match &args.cluster_dir {
+        Some(d) => d.clone(),
+        None => cluster::default_parent(args.rows),
+    };
+    let cluster = Cluster::start(&cluster_parent, args.pin_postgres)?;
     let version = cluster.version()?;
+    let storage = cluster::describe_storage(&cluster_parent);
     let settings = cluster::SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
     println!(
-        "cluster: PostgreSQL {version} on 127.0.0.1:{} (throwaway), {settings}; the same for every contender",
+        "cluster: PostgreSQL {version} on 127.0.0.1:{} (throwaway, {storage}), {settings}; the same for every contender",
         cluster.port
     );
     if let Some(p) = &pinning {
@@ -346,10 +361,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     for round in 1..=args.repeat {
         for &jobs in &args.ceiling_jobs {
             cluster.reset()?;
-            let own_before = own_cpu();
-            let (times, pg_cpu) =
-                with_server_cpu(&cluster, || ceiling::load(cluster.port, &prepared, jobs, "", !args.ceiling_nagle))?;
-            let own = own_cpu() - own_before;
+            let ((times, pg_cpu), own) = with_own_cpu(|| {
+                with_server_cpu(&cluster, || ceiling::load(cluster.port, &prepared, jobs, "", !args.ceiling_nagle))
+            })?;
             if round == 1 {
                 let bad = check_counts(&cluster, &prepared)?;
                 ensure!(bad.is_empty(), "ceiling load is incomplete:\n  {}", bad.join("\n  "));
@@ -489,9 +503,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let ours_dir = logs.join("reverse-ours");
         for round in 1..=args.repeat {
             let _ = fs::remove_dir_all(&base_dir);
-            let own_before = own_cpu();
-            let t = crate::reverse::insert_loop(&files, &base_dir)?;
-            let own = own_cpu() - own_before;
+            let (t, own) = with_own_cpu(|| crate::reverse::insert_loop(&files, &base_dir))?;
             println!(
                 "round {round}: PostgreSQL → SQLite baseline (rusqlite insert loop) {:.2} s, CPU {:.2} s",
                 t.as_secs_f64(),
@@ -549,7 +561,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut report = String::new();
     writeln!(
         report,
-        "\n== blocklet-migrate bench: {} rows ({}), {} CPUs, PostgreSQL {version} ({settings}) ==",
+        "\n== blocklet-migrate bench: {} rows ({}), {} CPUs, PostgreSQL {version} ({settings}; {storage}) ==",
         fmt_int(rows),
         match &args.data_dir {
             Some(d) => format!("data dir {}", d.display()),
