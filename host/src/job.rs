@@ -298,9 +298,7 @@ async fn migrate_all(
 ) -> Result<Vec<(api::PlannedDatabase, api::DatabaseReport)>, JobError> {
     let existing = job.server.list_databases(admin).await.map_err(JobError::Config)?;
     let setting_up = tokio::sync::Mutex::new(());
-    // Largest first: the biggest database is the critical path, so it starts first.
-    let mut order: Vec<usize> = (0..plan.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file))));
+    let order = largest_first(plan.len(), |i| source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file)));
     let exists = |db: &api::PlannedDatabase| existing.contains(&db.postgres_database);
     let mut outcomes =
         each_database(job.parallel, &order, |i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up)).await;
@@ -432,6 +430,15 @@ fn yield_cores_to_the_first_database() {
     }
 }
 
+/// The indexes `0..count` largest first by `size` (ties in index order): the biggest database
+/// is the critical path, so it starts first, and the others yield the cores to it
+/// ([`on_threads`]).
+fn largest_first(count: usize, size: impl Fn(usize) -> u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..count).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(i)));
+    order
+}
+
 /// A SQLite database's size on disk, with its WAL: how much work migrating it is.
 fn source_bytes(file: &std::path::Path) -> u64 {
     let wal = PathBuf::from(format!("{}-wal", file.display()));
@@ -541,7 +548,6 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
     let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
     job.server.check_version(&mut admin).await.map_err(JobError::Config)?;
     let databases = job.server.list_databases(&mut admin).await.map_err(JobError::Config)?;
-    drop(admin);
     if !databases.iter().any(|d| d == "server_db") {
         return Err(JobError::Config(format!(
             "PostgreSQL at {} has no server_db: nothing to migrate back (was this server migrated to PostgreSQL?)",
@@ -576,7 +582,11 @@ pub async fn postgres_to_sqlite(instance: &mut Instance, job: ToSqlite<'_>) -> R
         check_not_in_use(&root.join(&db.sqlite_file), job.allow_running_server)?;
     }
     let mut built: Vec<Built> = Vec::new();
-    let result = build_all(&job, &plan, &mut built).await;
+    let names: Vec<String> = plan.iter().map(|db| db.postgres_database.clone()).collect();
+    let sizes = job.server.database_sizes(&mut admin, &names).await.map_err(JobError::Config)?;
+    drop(admin);
+    let order = largest_first(plan.len(), |i| sizes[i]);
+    let result = build_all(&job, &plan, &order, &mut built).await;
     if job.dry_run {
         result?;
         let files = built
@@ -675,12 +685,16 @@ fn remove_with_sidecars(path: &std::path::Path) {
 /// A file built and verified under its temporary name (committed and synced unless a dry run).
 type Built = (api::PlannedDatabase, api::DatabaseReport, PathBuf, SqliteSource);
 
-/// Build every file, `job.parallel` at a time, each database in its own sandboxed instance on a
-/// thread of its own ([`on_threads`]). Every rejected row of every database is reported before
-/// failing.
-async fn build_all(job: &ToSqlite<'_>, plan: &[api::PlannedDatabase], built: &mut Vec<Built>) -> Result<(), JobError> {
-    let order: Vec<usize> = (0..plan.len()).collect();
-    let mut outcomes = each_database(job.parallel, &order, |i| build_one(job, &plan[i])).await;
+/// Build every file, `job.parallel` at a time in `order` (indexes of `plan`), each database in
+/// its own sandboxed instance on a thread of its own ([`on_threads`]). Every rejected row of
+/// every database is reported before failing.
+async fn build_all(
+    job: &ToSqlite<'_>,
+    plan: &[api::PlannedDatabase],
+    order: &[usize],
+    built: &mut Vec<Built>,
+) -> Result<(), JobError> {
+    let mut outcomes = each_database(job.parallel, order, |i| build_one(job, &plan[i])).await;
     outcomes.sort_by_key(|(i, _)| *i);
     let mut rejected: Option<JobError> = None;
     let mut failed: Option<JobError> = None;
@@ -780,6 +794,13 @@ async fn build_one_inner(job: &ToSqlite<'_>, db: &api::PlannedDatabase) -> Resul
 mod tests {
     use super::each_database;
     use std::thread::ThreadId;
+
+    #[test]
+    fn largest_first_keeps_the_plan_order_between_equals() {
+        let sizes = [5, 9, 0, 9, 7];
+        assert_eq!(super::largest_first(sizes.len(), |i| sizes[i]), [1, 3, 4, 0, 2]);
+        assert!(super::largest_first(0, |_| 0).is_empty());
+    }
 
     #[cfg(target_os = "linux")]
     #[test]

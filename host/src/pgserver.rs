@@ -165,6 +165,23 @@ impl PgServer {
             .map_err(|e| self.explain(e))
     }
 
+    /// The size on disk of each of `names` (in that order, 0 for one that is missing): how much
+    /// work migrating it back is. A database the user may not connect to also counts as 0, since
+    /// `pg_database_size` would refuse it.
+    pub async fn database_sizes(&self, conn: &mut PgConnection, names: &[String]) -> Result<Vec<u64>, String> {
+        let sizes: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT datname::text, CASE WHEN has_database_privilege(oid, 'CONNECT') \
+             THEN pg_database_size(oid) ELSE 0 END FROM pg_database WHERE datname = ANY($1)",
+        )
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| self.explain(e))?;
+        let size_of =
+            |name: &String| sizes.iter().find(|(n, _)| n == name).map_or(0, |(_, size)| (*size).max(0) as u64);
+        Ok(names.iter().map(size_of).collect())
+    }
+
     /// Drop a database this run created (only ever called for those).
     pub async fn drop_database(&self, conn: &mut PgConnection, name: &str) -> Result<(), String> {
         check_identifier(name)?;
