@@ -344,6 +344,26 @@ pub struct CeilingTimes {
     pub total: Duration,
 }
 
+/// How the ceiling loads: how many connections, and whether its index builds may use
+/// PostgreSQL's parallel maintenance workers (the server's default) or not. Both are measured,
+/// because which is faster depends on the cores: on 2 cores shared with the client, workers
+/// add CPU that the other connection's index builds needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CeilingPlan {
+    pub jobs: usize,
+    pub index_workers: bool,
+}
+
+impl std::fmt::Display for CeilingPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} connection{}", self.jobs, if self.jobs == 1 { "" } else { "s" })?;
+        if !self.index_workers {
+            write!(f, ", no parallel index workers")?;
+        }
+        Ok(())
+    }
+}
+
 /// Run `work` items on `jobs` threads, each pulling the next item from a shared queue.
 fn parallel<T: Send>(jobs: usize, items: Vec<T>, each: impl Fn(T) -> Result<()> + Sync) -> Result<()> {
     let queue = Mutex::new(VecDeque::from(items));
@@ -368,10 +388,11 @@ fn parallel<T: Send>(jobs: usize, items: Vec<T>, each: impl Fn(T) -> Result<()> 
 /// Load everything with `jobs` connections: the databases are created, then get their pre-data
 /// DDL, `jobs` at a time; then the tables (largest first) are COPYed by `jobs` workers, one
 /// connection per (worker, database); then each database's keys, indexes and foreign keys are
-/// built, `jobs` databases at a time (largest first). `nodelay = false` leaves Nagle's algorithm on (as sqlx
-/// 0.9.0 does), to show its cost. Database names are `prefix` + the tool's names.
-pub fn load(port: u16, data: &Prepared, jobs: usize, prefix: &str, nodelay: bool) -> Result<CeilingTimes> {
-    let jobs = jobs.max(1);
+/// built, `jobs` databases at a time (largest first), with or without parallel index workers.
+/// `nodelay = false` leaves Nagle's algorithm on (as sqlx 0.9.0 does), to show its cost.
+/// Database names are `prefix` + the tool's names.
+pub fn load(port: u16, data: &Prepared, plan: CeilingPlan, prefix: &str, nodelay: bool) -> Result<CeilingTimes> {
+    let jobs = plan.jobs.max(1);
     let start = Instant::now();
     let mut times = CeilingTimes::default();
     let names: Vec<String> = data.dbs.iter().map(|d| format!("{prefix}{}", d.source.pg_name)).collect();
@@ -434,6 +455,9 @@ pub fn load(port: u16, data: &Prepared, jobs: usize, prefix: &str, nodelay: bool
     order.sort_by_key(|d| std::cmp::Reverse(data.dbs[*d].rows()));
     parallel(jobs, order, |d| {
         let mut c = PgWire::connect(port, &names[d], nodelay)?;
+        if !plan.index_workers {
+            c.execute("SET max_parallel_maintenance_workers = 0")?;
+        }
         c.execute(&data.dbs[d].post.join("\n"))?;
         c.close();
         Ok(())

@@ -66,7 +66,8 @@ enum Cmd {
         /// Measurements per contender; the median is reported.
         #[arg(long, default_value_t = 5)]
         repeat: usize,
-        /// Connection counts to measure the ceiling with; the fastest is the ceiling.
+        /// Connection counts to measure the ceiling with (the largest also without parallel
+        /// index workers); the fastest plan is the ceiling.
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         ceiling_jobs: Vec<usize>,
         /// The blocklet-migrate binary.

@@ -13,7 +13,7 @@ use crate::bindings::exports::blocklet::migrate::migrator::{self as api, Databas
 use crate::datadir::{DataDir, expand};
 use crate::output;
 use crate::pgserver::PgServer;
-use crate::postgres::PgTarget;
+use crate::postgres::{IndexWorkers, PgTarget};
 use crate::runtime::printable;
 use crate::runtime::{HandleResource, Instance, Runtime};
 use crate::sqlite::SqliteSource;
@@ -216,11 +216,13 @@ async fn migrate_one(
     db: &api::PlannedDatabase,
     exists: bool,
     setting_up: &tokio::sync::Mutex<()>,
+    index_workers: IndexWorkers,
 ) -> OneDatabase {
     let progress = job.events.progress();
     progress.database_started(&db.postgres_database);
     let mut one = OneDatabase { created: false, target: None, outcome: Err(JobError::Failed("not started".into())) };
-    one.outcome = migrate_one_inner(job, db, exists, setting_up, &mut one.created, &mut one.target).await;
+    one.outcome =
+        migrate_one_inner(job, db, exists, setting_up, index_workers, &mut one.created, &mut one.target).await;
     progress.database_finished(&db.postgres_database, one.outcome.is_ok());
     one
 }
@@ -230,6 +232,7 @@ async fn migrate_one_inner(
     db: &api::PlannedDatabase,
     exists: bool,
     setting_up: &tokio::sync::Mutex<()>,
+    index_workers: IndexWorkers,
     created: &mut bool,
     opened: &mut Option<PgTarget>,
 ) -> Result<api::DatabaseReport, JobError> {
@@ -246,7 +249,7 @@ async fn migrate_one_inner(
             let mut admin = job.server.connect_admin().await.map_err(JobError::Config)?;
             *created = job.server.ensure_database(&mut admin, &db.postgres_database).await.map_err(JobError::Config)?;
         }
-        HandleResource::Postgres(PgTarget::open(job.server.options(), &db.postgres_database))
+        HandleResource::Postgres(PgTarget::open(job.server.options(), &db.postgres_database, index_workers))
     };
     let path = job.data_dir.root.join(&db.sqlite_file);
     let source = SqliteSource::open(&path).map_err(|e| JobError::Failed(e.message))?;
@@ -300,8 +303,12 @@ async fn migrate_all(
     let setting_up = tokio::sync::Mutex::new(());
     let order = largest_first(plan.len(), |i| source_bytes(&job.data_dir.root.join(&plan[i].sqlite_file)));
     let exists = |db: &api::PlannedDatabase| existing.contains(&db.postgres_database);
-    let mut outcomes =
-        each_database(job.parallel, &order, |i| migrate_one(job, &plan[i], exists(&plan[i]), &setting_up)).await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let index_workers = IndexWorkers::for_run(job.server.is_local(), cores, job.parallel.clamp(1, plan.len().max(1)));
+    let mut outcomes = each_database(job.parallel, &order, |i| {
+        migrate_one(job, &plan[i], exists(&plan[i]), &setting_up, index_workers)
+    })
+    .await;
     outcomes.sort_by_key(|(i, _)| *i);
     let outcomes = outcomes.into_iter().map(|(_, o)| o);
     let mut reports = Vec::new();

@@ -86,6 +86,22 @@ impl PgServer {
         &self.options
     }
 
+    /// Whether the server runs on this machine (a Unix socket or a loopback address), so that
+    /// its backends share this machine's cores with the migration.
+    pub fn is_local(&self) -> bool {
+        if self.options.get_socket().is_some() {
+            return true;
+        }
+        let host = self.options.get_host();
+        host.starts_with('/')
+            || host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// Connect to the URL's own database, explaining the usual failures.
     pub async fn connect_admin(&self) -> Result<PgConnection, String> {
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&self.options))
@@ -236,5 +252,18 @@ mod tests {
         );
         assert!(check_identifier("blocklet_db_zNK1").is_ok());
         assert!(check_identifier("x\"; DROP").is_err());
+    }
+
+    #[test]
+    fn a_server_is_local_on_a_socket_or_a_loopback_address() {
+        let local = |url: &str| PgServer::parse(url).unwrap().is_local();
+        assert!(local("postgres://u@127.0.0.1:5432/postgres"));
+        assert!(local("postgres://u@127.0.0.2/postgres"));
+        assert!(local("postgres://u@localhost/postgres"));
+        assert!(local("postgres://u@[::1]:5432/postgres"));
+        assert!(local("postgres://u@localhost/postgres?host=/var/run/postgresql"));
+        assert!(!local("postgres://u@db.example:5432/postgres"));
+        assert!(!local("postgres://u@10.0.0.5/postgres"));
+        assert!(!local("postgres://u@[2001:db8::1]/postgres"));
     }
 }

@@ -96,6 +96,29 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Whether `CREATE INDEX` on a target may use PostgreSQL's parallel maintenance workers.
+///
+/// Parallel workers split a build's scan and sort and merge the parts: more CPU in all, less
+/// wall time only when cores are idle. When the server shares this machine's cores and the
+/// databases loading at once already keep them busy, they are overhead: on 2 cores, with the
+/// server on the same machine, the whole SQLite → PostgreSQL run took 6% less wall time
+/// without them (alternating runs), and the bench's ceiling spent 0.3–0.5 core-s less.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexWorkers {
+    /// Whatever the server's `max_parallel_maintenance_workers` says.
+    ServerDefault,
+    /// Each index is built by the session's own backend.
+    None,
+}
+
+impl IndexWorkers {
+    /// Workers pay only when some core is left once every database loading at once has one.
+    /// A remote server's cores are its own: its configuration decides.
+    pub fn for_run(server_is_local: bool, cores: usize, databases_at_once: usize) -> IndexWorkers {
+        if server_is_local && cores <= databases_at_once { IndexWorkers::None } else { IndexWorkers::ServerDefault }
+    }
+}
+
 /// One target database, open inside a transaction until [`PgTarget::commit`].
 pub struct PgTarget {
     database: String,
@@ -109,8 +132,15 @@ impl PgTarget {
     /// them fails with the reason. Connecting (TCP, the server starting a backend for the
     /// database, BEGIN) takes 8–14 ms here, and the component's first steps, its checks of the
     /// SQLite source, need no target: the first row no longer waits for both one after the other.
-    pub fn open(options: &PgConnectOptions, database: &str) -> PgTarget {
-        Self::start(options, database, "SET client_min_messages = warning; BEGIN", true)
+    ///
+    /// With `parallel_index_workers` false, the session builds each index in its own backend
+    /// only (`max_parallel_maintenance_workers = 0`): see [`IndexWorkers`].
+    pub fn open(options: &PgConnectOptions, database: &str, index_workers: IndexWorkers) -> PgTarget {
+        let begin = match index_workers {
+            IndexWorkers::ServerDefault => "SET client_min_messages = warning; BEGIN",
+            IndexWorkers::None => "SET client_min_messages = warning; SET max_parallel_maintenance_workers = 0; BEGIN",
+        };
+        Self::start(options, database, begin, true)
     }
 
     /// Connect to `database` as a source: one read-only snapshot for every read.
@@ -942,6 +972,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn index_workers_stay_the_servers_unless_a_local_server_has_no_core_to_spare() {
+        let (none, server) = (IndexWorkers::None, IndexWorkers::ServerDefault);
+        assert_eq!(IndexWorkers::for_run(true, 2, 4), none, "2 cores, 4 databases at once");
+        assert_eq!(IndexWorkers::for_run(true, 2, 2), none, "a core per database, none left");
+        assert_eq!(IndexWorkers::for_run(true, 8, 4), server, "spare cores on this machine");
+        assert_eq!(IndexWorkers::for_run(true, 2, 1), server, "one database: a core is idle");
+        assert_eq!(IndexWorkers::for_run(false, 2, 4), server, "a remote server has its own cores");
+    }
+
+    #[test]
     fn nagle_goes_off_on_connections_to_the_server_port_only() {
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -960,7 +1000,7 @@ mod tests {
         // A port nothing listens on: bind one, then free it.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let options = PgConnectOptions::new().host("127.0.0.1").port(port).username("postgres");
-        let target = PgTarget::open(&options, "server_db");
+        let target = PgTarget::open(&options, "server_db", IndexWorkers::ServerDefault);
         let errors = [
             target.list_tables().await.unwrap_err(),
             target.execute("CREATE TABLE t (id int)").await.unwrap_err(),
