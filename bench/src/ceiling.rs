@@ -346,8 +346,8 @@ pub struct CeilingTimes {
 
 /// How the ceiling loads: how many connections, and whether its index builds may use
 /// PostgreSQL's parallel maintenance workers (the server's default) or not. Both are measured,
-/// because which is faster depends on the cores: on 2 cores shared with the client, workers
-/// add CPU that the other connection's index builds needed.
+/// because which is faster depends on the cores and the data: on 2 cores shared with the
+/// client, workers add CPU that the other connection's index builds needed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct CeilingPlan {
     pub jobs: usize,

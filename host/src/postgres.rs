@@ -101,8 +101,9 @@ fn quote(name: &str) -> String {
 /// Parallel workers split a build's scan and sort and merge the parts: more CPU in all, less
 /// wall time only when cores are idle. When the server shares this machine's cores and the
 /// databases loading at once already keep them busy, they are overhead: on 2 cores, with the
-/// server on the same machine, the whole SQLite → PostgreSQL run took 6% less wall time
-/// without them (alternating runs), and the bench's ceiling spent 0.3–0.5 core-s less.
+/// server on the same machine, a 200k-row SQLite → PostgreSQL run took 5% less wall time
+/// without them (medians of 8 alternating runs; no difference at 1M rows), and the bench's
+/// ceiling spent 0.3–0.5 core-s less.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IndexWorkers {
     /// Whatever the server's `max_parallel_maintenance_workers` says.
@@ -133,8 +134,8 @@ impl PgTarget {
     /// database, BEGIN) takes 8–14 ms here, and the component's first steps, its checks of the
     /// SQLite source, need no target: the first row no longer waits for both one after the other.
     ///
-    /// With `parallel_index_workers` false, the session builds each index in its own backend
-    /// only (`max_parallel_maintenance_workers = 0`): see [`IndexWorkers`].
+    /// With [`IndexWorkers::None`], the session builds each index in its own backend only
+    /// (`max_parallel_maintenance_workers = 0`).
     pub fn open(options: &PgConnectOptions, database: &str, index_workers: IndexWorkers) -> PgTarget {
         let begin = match index_workers {
             IndexWorkers::ServerDefault => "SET client_min_messages = warning; BEGIN",
