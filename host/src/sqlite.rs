@@ -79,10 +79,10 @@ impl SqliteSource {
         // order already puts parents first, and rejected rows are reported, not cascaded.
         // ANALYZE samples at most 400 rows of each index, as the server's own `PRAGMA optimize`
         // does: the same planner statistics at a small fraction of a full scan's cost.
-        conn.execute_batch(
-            "PRAGMA foreign_keys = OFF; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; \
-             PRAGMA analysis_limit = 400; BEGIN",
-        )
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = {TARGET_PAGE_SIZE}; PRAGMA foreign_keys = OFF; PRAGMA journal_mode = OFF; \
+             PRAGMA synchronous = OFF; PRAGMA analysis_limit = 400; BEGIN"
+        ))
         .map_err(|e| sqlite_error(path, e))?;
         Self::serve_on_thread(conn, path, true)
     }
@@ -202,6 +202,16 @@ impl SqliteSource {
         Ok(rx)
     }
 }
+
+/// The page size of the SQLite files built from PostgreSQL (the server's own are 4 KiB).
+///
+/// Blocklet's large tables hold ~650-byte rows of JSON text. With 8 KiB pages their b-trees
+/// have half the pages, and building a file reads and writes half as many: a 200k-row
+/// PostgreSQL → SQLite run took 9% less time than with 4 KiB pages (medians of 8 alternating
+/// runs: 1.185 s against 1.305 s; 16 KiB pages 1.16 s). For the server afterwards, reads of those
+/// tables touch half the pages, and each small write logs 8 KiB pages to the WAL instead of
+/// 4 KiB; SQLite reads any page size, so the file works as the server's own does.
+pub const TARGET_PAGE_SIZE: u32 = 8192;
 
 /// Batches a bulk load may have queued on the file's thread and not yet seen inserted. Two
 /// keep the thread busy while the component converts the next batch, and bound the memory
@@ -670,5 +680,22 @@ mod tests {
         let e = outcome.err().or(finished.err()).expect("the duplicate id fails the load");
         assert!(e.message.contains("UNIQUE constraint failed: t.id"), "{}", e.message);
         assert!(w.write(batch(&[9])).await.is_err(), "a finished writer takes nothing more");
+    }
+
+    /// The page size is set before the first write (later, SQLite ignores it without a word),
+    /// and the committed file is in WAL mode, as the server's are.
+    #[tokio::test]
+    async fn a_built_file_has_the_target_page_size_and_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let target = SqliteSource::create(&path).unwrap();
+        target.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)").await.unwrap();
+        target.execute("INSERT INTO t (name) VALUES ('a')").await.unwrap();
+        target.commit().await.unwrap();
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let pragma = |p: &str| conn.query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, rusqlite::types::Value>(0));
+        assert_eq!(pragma("page_size").unwrap(), rusqlite::types::Value::Integer(TARGET_PAGE_SIZE.into()));
+        assert_eq!(pragma("journal_mode").unwrap(), rusqlite::types::Value::Text("wal".into()));
+        assert_eq!(pragma("integrity_check").unwrap(), rusqlite::types::Value::Text("ok".into()));
     }
 }
