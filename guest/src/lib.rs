@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod canonical;
 pub mod catalog;
+pub mod conventions;
 pub mod convert;
 pub mod db;
 pub mod ddl;
@@ -22,4 +23,4 @@ pub mod timestamp;
 mod shell;
 
 /// The WIT package version this component is built against (see `wit/blocklet-migrate.wit`).
-pub const WIT_VERSION: &str = "1.2.0";
+pub const WIT_VERSION: &str = "1.3.0";

@@ -11,6 +11,7 @@ wit_bindgen::generate!({ world: "migration", path: "../wit" });
 use blocklet::migrate::database as wit_db;
 use blocklet::migrate::events as wit_events;
 use blocklet::migrate::types as wit;
+use exports::blocklet::migrate::conventions as wit_conventions;
 use exports::blocklet::migrate::migrator as api;
 
 struct Component;
@@ -116,6 +117,25 @@ fn failure_to_wit(f: migrate::Failure) -> api::Failure {
         migrate::FailureKind::Other => api::FailureKind::Other,
     };
     api::Failure { kind, message: f.message, rejected_rows: f.rejected_rows }
+}
+
+impl wit_conventions::Guest for Component {
+    fn get() -> wit_conventions::ServerConventions {
+        use crate::conventions as c;
+        wit_conventions::ServerConventions {
+            data_dir_markers: c::DATA_DIR_MARKERS
+                .iter()
+                .map(|m| wit_conventions::DataDirMarker {
+                    directory: m.directory.into(),
+                    config_file: m.config_file.into(),
+                })
+                .collect(),
+            lock_file: c::LOCK_FILE.into(),
+            index_database: c::index_database(),
+            meta_table: c::meta_table().into(),
+            kind_labels: c::kind_labels().map(|(kind, label)| (kind_to_wit(kind), label.into())).collect(),
+        }
+    }
 }
 
 fn options_from_wit(o: api::Options) -> migrate::Options {
