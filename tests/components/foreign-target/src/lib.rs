@@ -14,6 +14,8 @@ struct Component;
 
 export!(Component);
 
+include!("../../conventions.rs");
+
 const TARGET: &str = "template1";
 
 /// The WIT package version these bindings were generated from (`package blocklet:migrate@X;`).

@@ -20,6 +20,8 @@ struct Component;
 
 export!(Component);
 
+include!("../../conventions.rs");
+
 /// Outside the data dir: a sibling of `.blocklet-server`.
 const READ_OUTSIDE: &str = "../secret.db";
 const WRITE_OUTSIDE: &str = "../escaped.db";
