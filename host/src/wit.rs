@@ -1,19 +1,33 @@
-//! Host bindings generated from `wit/blocklet-migrate.wit`, plus helpers for building the
-//! columnar `batch` record that every database module fills.
+//! The bottom layer: the types generated from `wit/blocklet-migrate.wit`, and helpers for the
+//! columnar `batch` record that every backend fills.
+//!
+//! The WIT resources (`handle`, `cursor`, `bulk-writer`) are generated as wasmtime's marker
+//! types, not mapped to host types: what a resource stands for is the capability layer's
+//! business ([`crate::capability`]), and this module imports nothing from the crate.
 
 wasmtime::component::bindgen!({
     world: "migration",
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
-    with: {
-        "blocklet:migrate/database.handle": crate::runtime::HandleResource,
-        "blocklet:migrate/database.cursor": crate::runtime::CursorResource,
-        "blocklet:migrate/database.bulk-writer": crate::runtime::WriterResource,
-    },
 });
 
-pub use blocklet::migrate::types::{Batch, ColumnValues, DbError, ErrorKind, ValueTag};
+pub use blocklet::migrate::types::{Batch, ColumnInfo, ColumnValues, DbError, ErrorKind, TableInfo, ValueTag};
+pub use exports::blocklet::migrate::migrator::{
+    ComponentInfo, DatabaseKind, DatabaseReport, Failure, FailureKind, Options, PlannedDatabase, SourceLayout,
+};
+
+impl DatabaseKind {
+    /// The kind's name in the WIT (`certificate-manager`): what the JSON report records.
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            DatabaseKind::Server => "server",
+            DatabaseKind::Service => "service",
+            DatabaseKind::Blocklet => "blocklet",
+            DatabaseKind::CertificateManager => "certificate-manager",
+        }
+    }
+}
 
 impl DbError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {

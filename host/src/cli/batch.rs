@@ -20,9 +20,12 @@
 //! report = "/var/log/a.json"           # optional per-job report
 //! ```
 
-use crate::cli::{EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE, MigrateArgs, Prepared, migrate_with};
-use crate::output;
-use crate::runtime::{BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Runtime};
+use super::{Dialect, EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
+use crate::job::{ComponentChoice, JobOptions, JobSpec, OutputOptions, console};
+use crate::sandbox::{
+    BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Limits, Runtime,
+    pooled_engine,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,12 +36,12 @@ use std::sync::Arc;
 struct JobsFile {
     parallel: Option<usize>,
     #[serde(rename = "job", default)]
-    jobs: Vec<JobSpec>,
+    jobs: Vec<TenantJob>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
-struct JobSpec {
+struct TenantJob {
     name: String,
     data_dir: PathBuf,
     postgres_url: String,
@@ -59,12 +62,15 @@ fn default_dialect() -> String {
     "postgres".into()
 }
 
-/// A component compiled for the shared engine: runtime, its bytes, where it came from.
-type Compiled = (Arc<Runtime>, Arc<Vec<u8>>, String);
+/// Jobs run at once, unless the file or `--parallel` says otherwise.
+pub const DEFAULT_JOBS_AT_ONCE: usize = 4;
+
+/// A component compiled for the shared engine, and where it came from.
+type Compiled = (Arc<Runtime>, String);
 
 /// One job's outcome, for the summary.
 #[derive(Serialize, Debug)]
-pub struct JobOutcome {
+pub struct TenantOutcome {
     pub name: String,
     pub exit_code: u8,
     pub seconds: f64,
@@ -73,7 +79,7 @@ pub struct JobOutcome {
 #[derive(Serialize, Debug)]
 struct BatchReport {
     report_version: u32,
-    jobs: Vec<JobOutcome>,
+    jobs: Vec<TenantOutcome>,
     failed: usize,
     peak_rss_mib: Option<u64>,
 }
@@ -91,19 +97,19 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
-            output::error(&format!("cannot read {}: {e}", file.display()));
+            console::error(&format!("cannot read {}: {e}", file.display()));
             return EXIT_USAGE;
         }
     };
     let spec: JobsFile = match toml::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
-            output::error(&format!("invalid jobs file {}: {e}", file.display()));
+            console::error(&format!("invalid jobs file {}: {e}", file.display()));
             return EXIT_USAGE;
         }
     };
     if spec.jobs.is_empty() {
-        output::error(&format!("{} lists no [[job]]", file.display()));
+        console::error(&format!("{} lists no [[job]]", file.display()));
         return EXIT_USAGE;
     }
     let parallel = spec.parallel.unwrap_or(parallel).max(1);
@@ -113,14 +119,14 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
         .map(|j| j.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64))
         .max()
         .unwrap_or(512);
-    let engine = match Runtime::pooled_engine(
+    let engine = match pooled_engine(
         // Each job holds its planning instance plus one per database it migrates at a time.
         (spec.jobs.len().min(parallel) * 3 + 2) as u32,
         (max_memory as usize) << 20,
     ) {
         Ok(e) => e,
         Err(e) => {
-            output::error(&format!("cannot start the wasm engine: {e:#}"));
+            console::error(&format!("cannot start the wasm engine: {e:#}"));
             return EXIT_FAILED;
         }
     };
@@ -135,9 +141,7 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
                 },
                 None => (BUNDLED_COMPONENT.to_vec(), "bundled".to_string()),
             };
-            Runtime::with_engine(&engine, &wasm)
-                .map(|r| (Arc::new(r), Arc::new(wasm), source))
-                .map_err(|e| format!("{e:#}"))
+            Runtime::with_engine(&engine, &wasm).map(|r| (Arc::new(r), source)).map_err(|e| format!("{e:#}"))
         });
     }
     let runtimes = Arc::new(runtimes);
@@ -145,38 +149,44 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
     let mut tasks = Vec::new();
     for job in spec.jobs.clone() {
         let (runtimes, permits) = (runtimes.clone(), permits.clone());
-        tasks.push(tokio::spawn(output::JOB_NAME.scope(job.name.clone(), async move {
+        tasks.push(tokio::spawn(console::JOB_NAME.scope(job.name.clone(), async move {
             let _permit = permits.acquire().await;
             let started = std::time::Instant::now();
             let code = match &runtimes[&job.component] {
                 Err(e) => {
-                    output::error(e);
+                    console::error(e);
                     EXIT_USAGE
                 }
-                Ok((runtime, wasm, source)) => {
-                    let args = MigrateArgs {
-                        dialect: Some(job.dialect.clone()),
+                Ok((runtime, source)) => {
+                    let spec = JobSpec {
+                        direction: Dialect::direction(Some(&job.dialect)),
                         data_dir: Some(job.data_dir.clone()),
-                        force: job.force,
-                        dry_run: false,
-                        skip_rejects: job.skip_rejects,
-                        allow_running_server: false,
-                        report: job.report.clone(),
-                        rejects: None,
-                        component: job.component.clone(),
-                        batch_rows: 1000,
-                        memory_limit: job.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64),
-                        cpu_limit: job.cpu_limit_seconds.unwrap_or(DEFAULT_CPU_SECONDS),
-                        timeout: job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
-                        parallel: 1,
-                        quiet: false,
-                        progress_events: None,
+                        postgres_url: job.postgres_url.clone(),
+                        // One database at a time: the jobs are the parallelism.
+                        options: JobOptions {
+                            force: job.force,
+                            skip_rejects: job.skip_rejects,
+                            parallel: 1,
+                            ..JobOptions::default()
+                        },
+                        component: ComponentChoice::Compiled { runtime, source: source.clone() },
+                        limits: Limits {
+                            memory_bytes: (job.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64)
+                                as usize)
+                                << 20,
+                            cpu_seconds: job.cpu_limit_seconds.unwrap_or(DEFAULT_CPU_SECONDS),
+                            timeout_seconds: job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                        },
+                        output: OutputOptions {
+                            report: job.report.clone(),
+                            shares_terminal: true,
+                            ..Default::default()
+                        },
                     };
-                    let prepared = Prepared { runtime, wasm, source: source.clone() };
-                    migrate_with(args, job.postgres_url.clone(), Some(prepared)).await
+                    crate::job::run(spec).await.exit_code
                 }
             };
-            JobOutcome { name: job.name, exit_code: code, seconds: started.elapsed().as_secs_f64() }
+            TenantOutcome { name: job.name, exit_code: code, seconds: started.elapsed().as_secs_f64() }
         })));
     }
     let mut outcomes = Vec::new();
@@ -184,8 +194,8 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
         match task.await {
             Ok(o) => outcomes.push(o),
             Err(e) => {
-                output::error(&format!("a job panicked: {e}"));
-                outcomes.push(JobOutcome { name: "?".into(), exit_code: EXIT_FAILED, seconds: 0.0 });
+                console::error(&format!("a job panicked: {e}"));
+                outcomes.push(TenantOutcome { name: "?".into(), exit_code: EXIT_FAILED, seconds: 0.0 });
             }
         }
     }
@@ -208,7 +218,7 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
             .map_err(|e| e.to_string())
             .and_then(|j| std::fs::write(path, j).map_err(|e| e.to_string()))
         {
-            output::error(&format!("cannot write {}: {e}", path.display()));
+            console::error(&format!("cannot write {}: {e}", path.display()));
         }
     }
     if failed == 0 { EXIT_SUCCESS } else { EXIT_FAILED }

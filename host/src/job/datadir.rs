@@ -1,10 +1,10 @@
-//! Finding a Blocklet Server data dir the way `blocklet server` does: walk up from the working
-//! directory to `.blocklet-server/config.yml` (legacy: `.abtnode/abtnode.yml`).
+//! Finding a data dir the way the server does: walk up from the working directory to a
+//! directory of one of the markers' names holding its config file. The markers come from the
+//! component's conventions (for Blocklet Server: `.blocklet-server/config.yml`, legacy
+//! `.abtnode/abtnode.yml`), preferred first. Also the database files of a layout's patterns.
 
+use crate::sandbox::conventions::DataDirMarker;
 use std::path::{Path, PathBuf};
-
-/// The config dir names and config file names Blocklet Server has used, newest first.
-const LAYOUTS: [(&str, &str); 2] = [(".blocklet-server", "config.yml"), (".abtnode", "abtnode.yml")];
 
 /// A located data dir.
 #[derive(Clone, Debug)]
@@ -18,45 +18,54 @@ pub struct DataDir {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
-    #[error("Cannot find config file for Blocklet Server (looked for .blocklet-server/config.yml from {0} upwards)")]
-    NotFound(PathBuf),
+    #[error("Cannot find config file for Blocklet Server (looked for {looked_for} from {from} upwards)")]
+    NotFound { looked_for: String, from: PathBuf },
     #[error("Invalid config file {path}: {reason}")]
     InvalidConfig { path: PathBuf, reason: String },
     #[error("Cannot read {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
 }
 
-/// Walk up from `start` to the first directory holding a data dir.
-pub fn discover(start: &Path) -> Result<DataDir, DataDirError> {
+/// Walk up from `start` to the first directory holding a data dir marked by one of `markers`.
+pub fn discover(start: &Path, markers: &[DataDirMarker]) -> Result<DataDir, DataDirError> {
     for dir in start.ancestors() {
-        for (name, config) in LAYOUTS {
-            let file = dir.join(name).join(config);
+        for m in markers {
+            let file = dir.join(&m.directory).join(&m.config_file);
             if is_file(&file)? {
-                return load(&dir.join(name), &file);
+                return load(&dir.join(&m.directory), &file);
             }
         }
         // Started inside the data dir itself.
-        for (name, config) in LAYOUTS {
-            if dir.file_name().is_some_and(|n| n == name) && dir.join(config).is_file() {
-                return load(dir, &dir.join(config));
+        for m in markers {
+            if dir.file_name().is_some_and(|n| n == std::ffi::OsStr::new(&m.directory))
+                && dir.join(&m.config_file).is_file()
+            {
+                return load(dir, &dir.join(&m.config_file));
             }
         }
     }
-    Err(DataDirError::NotFound(start.to_path_buf()))
+    Err(not_found(start.to_path_buf(), markers))
 }
 
 /// `--data-dir DIR`: the data dir itself, or the directory holding it.
-pub fn from_flag(dir: &Path) -> Result<DataDir, DataDirError> {
+pub fn from_flag(dir: &Path, markers: &[DataDirMarker]) -> Result<DataDir, DataDirError> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    for (name, config) in LAYOUTS {
-        if is_file(&dir.join(config))? {
-            return load(&dir, &dir.join(config));
+    for m in markers {
+        if is_file(&dir.join(&m.config_file))? {
+            return load(&dir, &dir.join(&m.config_file));
         }
-        if is_file(&dir.join(name).join(config))? {
-            return load(&dir.join(name), &dir.join(name).join(config));
+        let marked = dir.join(&m.directory);
+        if is_file(&marked.join(&m.config_file))? {
+            return load(&marked, &marked.join(&m.config_file));
         }
     }
-    Err(DataDirError::NotFound(dir))
+    Err(not_found(dir, markers))
+}
+
+/// No data dir from `from`: the message names the preferred marker.
+fn not_found(from: PathBuf, markers: &[DataDirMarker]) -> DataDirError {
+    let looked_for = markers.first().map(|m| format!("{}/{}", m.directory, m.config_file)).unwrap_or_default();
+    DataDirError::NotFound { looked_for, from }
 }
 
 /// Whether `path` is a file; a permission problem is an error that names the path, not "no".
@@ -165,6 +174,10 @@ pub fn expand(root: &Path, pattern: &str) -> Result<Vec<String>, DataDirError> {
 mod tests {
     use super::*;
 
+    fn markers() -> Vec<DataDirMarker> {
+        crate::sandbox::Conventions::blocklet_server_1_17().data_dir_markers
+    }
+
     #[test]
     fn walks_up_and_expands_patterns() {
         let tmp = tempfile::tempdir().unwrap();
@@ -175,74 +188,17 @@ mod tests {
         std::fs::write(root.join("config.yml"), "node:\n  did: zXYZ\n").unwrap();
         std::fs::write(root.join("core/server.db"), "").unwrap();
         std::fs::write(root.join("data/zB/blocklet.db"), "").unwrap();
-        let found = discover(&root.join("data/zA")).unwrap();
+        let found = discover(&root.join("data/zA"), &markers()).unwrap();
         assert_eq!(found.root, root);
         assert_eq!(found.server_did.as_deref(), Some("zXYZ"));
-        assert_eq!(from_flag(&tmp.path().join("srv")).unwrap().root, root);
+        assert_eq!(from_flag(&tmp.path().join("srv"), &markers()).unwrap().root, root);
         assert_eq!(expand(&root, "data/*/blocklet.db").unwrap(), vec!["data/zB/blocklet.db"]);
         assert_eq!(expand(&root, "core/server.db").unwrap(), vec!["core/server.db"]);
         assert!(expand(&root, "../etc/passwd").unwrap().is_empty());
-        assert!(matches!(discover(tmp.path()), Err(DataDirError::NotFound(_))));
+        let missing = discover(tmp.path(), &markers()).unwrap_err();
+        assert!(matches!(missing, DataDirError::NotFound { .. }));
+        assert!(missing.to_string().contains("looked for .blocklet-server/config.yml from"), "{missing}");
         std::fs::write(root.join("config.yml"), "node: [unclosed").unwrap();
-        assert!(matches!(from_flag(&root), Err(DataDirError::InvalidConfig { .. })));
-    }
-}
-
-/// Which process, if any, has a SQLite database open, judged by the locks SQLite itself
-/// takes: every connection to a WAL database holds a shared lock on the "DMS" byte of the
-/// `-shm` file for as long as it is open, and any transaction locks bytes of the main file.
-/// Probing with `F_GETLK` writes nothing.
-pub fn process_using(db: &Path) -> Option<u32> {
-    const WAL_DMS_BYTE: i64 = 128;
-    const PENDING_BYTE: i64 = 0x4000_0000;
-    let shm = PathBuf::from(format!("{}-shm", db.display()));
-    lock_holder(&shm, WAL_DMS_BYTE, 1).or_else(|| lock_holder(db, PENDING_BYTE, 512))
-}
-
-fn lock_holder(path: &Path, start: i64, len: i64) -> Option<u32> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open(path).ok()?;
-    // SAFETY: F_GETLK only reads the lock table into `probe`, a plain C struct we own.
-    let mut probe: libc::flock = unsafe { std::mem::zeroed() };
-    probe.l_type = libc::F_WRLCK as libc::c_short;
-    probe.l_whence = libc::SEEK_SET as libc::c_short;
-    probe.l_start = start as libc::off_t;
-    probe.l_len = len as libc::off_t;
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut probe) };
-    (rc == 0 && probe.l_type != libc::F_UNLCK as libc::c_short).then_some(probe.l_pid as u32)
-}
-
-#[cfg(test)]
-mod in_use_tests {
-    use super::*;
-
-    #[test]
-    fn sees_another_process_holding_a_wal_database_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("x.db");
-        std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg("PRAGMA journal_mode=WAL; CREATE TABLE t(a);")
-            .output()
-            .unwrap();
-        assert_eq!(process_using(&db), None);
-        // A second process keeps the database open for a while.
-        let mut child = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg("SELECT count(*) FROM t; SELECT 1 FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 30000000) SELECT count(*) FROM c);")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut seen = None;
-        for _ in 0..50 {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            seen = process_using(&db);
-            if seen.is_some() {
-                break;
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(seen, Some(child.id()));
+        assert!(matches!(from_flag(&root, &markers()), Err(DataDirError::InvalidConfig { .. })));
     }
 }

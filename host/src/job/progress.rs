@@ -160,12 +160,10 @@ impl Progress {
         self.inner.display
     }
 
-    /// Run `f` (which prints) without tearing the bars.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
-        match &self.inner.multi {
-            Some(m) => m.suspend(f),
-            None => f(),
-        }
+    /// Make this the console's progress: lines are printed around its bars, and a quiet
+    /// display hides the console's informational lines.
+    pub fn attach_console(&self) {
+        super::console::set_console(self.inner.display == Display::Quiet, self.inner.multi.clone());
     }
 
     fn emit(&self, event: ProgressEvent<'_>) {
@@ -302,7 +300,7 @@ impl Progress {
         }
         self.emit(e);
         if let Some(line) = line {
-            crate::output::detail(&line);
+            super::console::detail(&line);
         }
     }
 

@@ -33,10 +33,10 @@ pub struct RunReport {
     pub rejected_rows: u64,
     /// The JSON-lines file listing each rejected row, when there were any.
     pub rejects_file: Option<String>,
-    /// Files the lock written or removed (`core/sqlite-to-postgres.lock`).
+    /// The lock file written or removed (the component's conventions name it).
     pub lock_file: Option<String>,
     /// When each database and table started and finished, in ms since the process started.
-    pub timeline: Option<crate::progress::Timeline>,
+    pub timeline: Option<super::progress::Timeline>,
 }
 
 #[derive(Serialize, Default, Debug)]

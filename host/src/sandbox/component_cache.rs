@@ -312,7 +312,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::BUNDLED_COMPONENT;
+    use crate::sandbox::BUNDLED_COMPONENT;
     use std::time::Instant;
     use wasmtime::Config;
 
@@ -624,7 +624,7 @@ mod tests {
 
     #[test]
     fn wasmtime_version_matches_the_lock_file() {
-        let lock = include_str!("../../Cargo.lock");
+        let lock = include_str!("../../../Cargo.lock");
         let version = lock
             .split("[[package]]")
             .find(|p| p.contains("\nname = \"wasmtime\"\n"))

@@ -1,0 +1,162 @@
+//! The WIT `events` import: what the component tells the host while it works (log lines,
+//! progress, rejected rows), and the host's own bulk-load progress, all going to one
+//! [`EventSink`] that the job chooses.
+//!
+//! Everything a component says is bounded and escaped here before any sink sees it: log and
+//! progress events are rate-limited ([`LogBudget`]), fields are cut and control characters
+//! escaped ([`crate::text`]), and rejected rows beyond [`MAX_REJECTS_KEPT`] are only counted.
+
+use crate::text::{printable, truncate};
+use crate::wit::blocklet::migrate::events::{self as wit_events, Level, RejectedRow};
+use wasmtime::component::{HasSelf, Linker};
+
+/// Where the component's events go.
+pub trait EventSink: Send {
+    fn log(&mut self, level: Level, message: &str);
+    fn progress(&mut self, database: &str, table: &str, rows_done: u64, rows_total: u64);
+    fn reject(&mut self, row: RejectedRow);
+    /// The host began a bulk load into `table` (for progress; `database` is the job's name for it).
+    fn load_started(&mut self, _database: &str, _table: &str) {}
+    /// The host sent `rows` more rows of `table` to the target.
+    fn rows_sent(&mut self, _database: &str, _table: &str, _rows: u64) {}
+    /// The bulk load into `table` finished with `rows` rows.
+    fn load_finished(&mut self, _database: &str, _table: &str, _rows: u64) {}
+}
+
+/// Log lines (and progress events) a component may emit: a burst, then a steady rate.
+pub struct LogBudget {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+const LOG_BURST: f64 = 200.0;
+const LOG_PER_SECOND: f64 = 50.0;
+/// Longest log line kept.
+const LOG_MAX_BYTES: usize = 2048;
+/// Longest field of a rejected row kept.
+const REJECT_FIELD_MAX_BYTES: usize = 1024;
+/// Longest database or table name of a progress event kept.
+const PROGRESS_NAME_MAX_BYTES: usize = 256;
+/// Rejected rows recorded per job; beyond this they are counted only.
+pub const MAX_REJECTS_KEPT: u64 = 1_000_000;
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        LogBudget { tokens: LOG_BURST, last: std::time::Instant::now() }
+    }
+}
+
+impl LogBudget {
+    /// Whether one more event may go out now.
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * LOG_PER_SECOND).min(LOG_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One instance's event state.
+pub struct EventsState {
+    sink: Box<dyn EventSink>,
+    logs: LogBudget,
+    progress_budget: LogBudget,
+    rejects_seen: u64,
+    /// The database progress events are reported under: the job's name for it.
+    scope: Option<String>,
+}
+
+impl EventsState {
+    pub fn new(sink: Box<dyn EventSink>) -> EventsState {
+        EventsState {
+            sink,
+            logs: LogBudget::default(),
+            progress_budget: LogBudget::default(),
+            rejects_seen: 0,
+            scope: None,
+        }
+    }
+
+    /// Report the progress events that follow under `database`.
+    pub fn set_scope(&mut self, database: &str) {
+        self.scope = Some(database.to_string());
+    }
+
+    /// The database events are reported under, else `fallback` (a handle's label).
+    pub fn scope_or(&self, fallback: impl FnOnce() -> String) -> String {
+        self.scope.clone().unwrap_or_else(fallback)
+    }
+
+    /// Where the host's own events go (bulk-load progress).
+    pub fn sink(&mut self) -> &mut dyn EventSink {
+        self.sink.as_mut()
+    }
+}
+
+/// How a store gives the `events` import its state.
+pub trait EventsView: Send {
+    fn events(&mut self) -> &mut EventsState;
+}
+
+/// Link the `events` import for a store whose data is `T`.
+pub fn add_to_linker<T: EventsView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit_events::add_to_linker::<T, HasSelf<EventsState>>(linker, T::events)
+}
+
+impl wit_events::Host for EventsState {
+    // Events do not count as host activity for the CPU limit: a loop that only logs is a hang.
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.logs.allow() {
+            self.sink.log(level, &printable(&truncate(message, LOG_MAX_BYTES)));
+        }
+        Ok(())
+    }
+
+    async fn progress(
+        &mut self,
+        database: String,
+        table: String,
+        rows_done: u64,
+        rows_total: u64,
+    ) -> wasmtime::Result<()> {
+        if self.progress_budget.allow() {
+            // Reported under the job's name for the database, when it has one.
+            let database = self.scope.clone().unwrap_or(database);
+            self.sink.progress(
+                &printable(&truncate(database, PROGRESS_NAME_MAX_BYTES)),
+                &printable(&truncate(table, PROGRESS_NAME_MAX_BYTES)),
+                rows_done,
+                rows_total,
+            );
+        }
+        Ok(())
+    }
+
+    async fn reject(&mut self, row: RejectedRow) -> wasmtime::Result<()> {
+        self.rejects_seen += 1;
+        if self.rejects_seen > MAX_REJECTS_KEPT {
+            if self.rejects_seen == MAX_REJECTS_KEPT + 1 {
+                self.sink.log(
+                    Level::Error,
+                    &format!("more than {MAX_REJECTS_KEPT} rejected rows: only counting from here on"),
+                );
+            }
+            return Ok(());
+        }
+        let cap = |s: String| printable(&truncate(s, REJECT_FIELD_MAX_BYTES));
+        self.sink.reject(RejectedRow {
+            database: cap(row.database),
+            table: cap(row.table),
+            primary_key: cap(row.primary_key),
+            column: cap(row.column),
+            value_excerpt: cap(row.value_excerpt),
+            reason: cap(row.reason),
+        });
+        Ok(())
+    }
+}

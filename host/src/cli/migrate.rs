@@ -1,0 +1,39 @@
+//! `blocklet-migrate --dialect …`: the flags as a job spec, run by the job API.
+
+use super::{Dialect, MigrateArgs};
+use crate::job::{self, ComponentChoice, JobOptions, JobSpec, OutputOptions};
+use crate::sandbox::Limits;
+
+/// Run the migration the flags describe; its exit code.
+pub async fn run(args: MigrateArgs) -> u8 {
+    let spec = JobSpec {
+        direction: Dialect::direction(args.dialect.as_deref()),
+        data_dir: args.data_dir,
+        postgres_url: std::env::var("ABT_NODE_POSTGRES_URL").unwrap_or_default(),
+        options: JobOptions {
+            force: args.force,
+            dry_run: args.dry_run,
+            skip_rejects: args.skip_rejects,
+            allow_running_server: args.allow_running_server,
+            batch_rows: args.batch_rows,
+            parallel: args.parallel,
+        },
+        component: match args.component {
+            Some(file) => ComponentChoice::File(file),
+            None => ComponentChoice::Bundled,
+        },
+        limits: Limits {
+            memory_bytes: (args.memory_limit as usize) << 20,
+            cpu_seconds: args.cpu_limit,
+            timeout_seconds: args.timeout,
+        },
+        output: OutputOptions {
+            report: args.report,
+            rejects: args.rejects,
+            quiet: args.quiet,
+            progress_events: args.progress_events,
+            shares_terminal: false,
+        },
+    };
+    job::run(spec).await.exit_code
+}

@@ -1,0 +1,136 @@
+//! What both directions do alike for each database: its own sandboxed instance, the source
+//! and target handed to the component, the one call that migrates it, the handles taken back
+//! whatever happened, and the success lines. The directions differ only in what they open,
+//! how they schedule, and what they do with a target afterwards (commit it, or swap a file in).
+
+use super::JobOptions;
+use super::console;
+use super::events::ConsoleEvents;
+use super::outcome::JobError;
+use crate::backend::Database;
+use crate::sandbox::{Conventions, Direction, Instance, Limits, Runtime};
+use crate::wit::{DatabaseReport, Options, PlannedDatabase};
+use std::path::Path;
+use tokio::sync::MutexGuard;
+
+/// What every database of a job shares.
+pub(super) struct Shared<'a> {
+    pub direction: Direction,
+    pub options: &'a JobOptions,
+    pub runtime: &'a Runtime,
+    pub events: &'a ConsoleEvents,
+    pub limits: Limits,
+    pub conventions: &'a Conventions,
+}
+
+impl Shared<'_> {
+    /// `--force` applies to PostgreSQL targets only: a SQLite target is always a new file.
+    pub fn force(&self) -> bool {
+        self.options.force && self.direction == Direction::ToPostgres
+    }
+
+    fn component_options(&self) -> Options {
+        Options {
+            force: self.force(),
+            batch_rows: self.options.batch_rows,
+            skip_rejects: self.options.skip_rejects,
+            dry_run: self.options.dry_run,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// A fresh sandboxed instance whose events go to `events`.
+pub(super) async fn instance(runtime: &Runtime, events: ConsoleEvents, limits: Limits) -> Result<Instance, JobError> {
+    runtime.instantiate(Box::new(events), limits).await.map_err(|e| JobError::Failed(format!("{e:#}")))
+}
+
+/// One database migrated: the target handed back (to commit or discard), and what the
+/// component reported.
+pub(super) struct Migrated {
+    pub target: Option<Database>,
+    pub outcome: Result<DatabaseReport, JobError>,
+}
+
+/// Migrate `db` from `source` to `target` in an instance of its own, so that databases run in
+/// parallel. With a `setup_turn`, the turn is given up as soon as the component sends its
+/// first rows: its setup is over, and the next database may set up while this one loads.
+pub(super) async fn migrate_database(
+    shared: &Shared<'_>,
+    db: &PlannedDatabase,
+    source: Database,
+    target: Database,
+    mut setup_turn: Option<MutexGuard<'_, ()>>,
+) -> Migrated {
+    let mut instance = match instance(shared.runtime, shared.events.clone(), shared.limits).await {
+        Ok(instance) => instance,
+        Err(e) => return Migrated { target: None, outcome: Err(e) },
+    };
+    instance.allow_drop(shared.force());
+    instance.set_progress_scope(&db.postgres_database);
+    let handles = instance.add_handle(source).and_then(|s| Ok((s, instance.add_handle(target)?)));
+    let (source, target) = match handles {
+        Ok(handles) => handles,
+        Err(e) => return Migrated { target: None, outcome: Err(JobError::Failed(e.to_string())) },
+    };
+    let options = shared.component_options();
+    let outcome = match setup_turn.is_some() {
+        true => {
+            let (loading_tx, loading) = tokio::sync::oneshot::channel();
+            instance.on_first_rows(loading_tx);
+            let migration = instance.migrate(shared.direction, db, &source, &target, options);
+            tokio::pin!(migration);
+            tokio::select! {
+                biased;
+                outcome = &mut migration => outcome,
+                _ = loading => {
+                    setup_turn = None; // the next database may set up now
+                    migration.await
+                }
+            }
+        }
+        false => instance.migrate(shared.direction, db, &source, &target, options).await,
+    };
+    drop(setup_turn);
+    let _ = instance.take_handle(source);
+    let target = instance.take_handle(target).ok();
+    // Whatever the component still holds (an open COPY after a trap) goes before any cleanup.
+    instance.release_all();
+    let outcome = outcome.map_err(|e| JobError::Failed(e.to_string())).and_then(|r| r.map_err(JobError::from_failure));
+    Migrated { target, outcome }
+}
+
+/// The success lines for one database: `<Kind> <what>: [<app>: ]<file>`, then a line per table
+/// with its source and target row counts under the `sides` names.
+pub(super) fn announce(
+    conventions: &Conventions,
+    db: &PlannedDatabase,
+    what: &str,
+    file: &Path,
+    report: &DatabaseReport,
+    sides: (&str, &str),
+) {
+    let label = conventions.kind_label(db.kind);
+    match &db.app_pid {
+        Some(pid) => console::success(&format!("{label} {what}: {pid}: {}", file.display())),
+        None => console::success(&format!("{label} {what}: {}", file.display())),
+    }
+    let (source, target) = sides;
+    for t in &report.tables {
+        console::detail(&format!("✅ Table \"{}\": {source}={}, {target}={}", t.table, t.source_rows, t.target_rows));
+    }
+}
+
+/// Run `work` between the progress events of `database` starting and finishing.
+pub(super) async fn tracked<T>(
+    events: &ConsoleEvents,
+    database: &str,
+    work: impl Future<Output = T>,
+    ok: impl FnOnce(&T) -> bool,
+) -> T {
+    let progress = events.progress();
+    progress.database_started(database);
+    let done = work.await;
+    progress.database_finished(database, ok(&done));
+    done
+}

@@ -1,0 +1,31 @@
+//! The wasm sandbox a migration component runs in: one engine, one store per instance, and
+//! the limits, checks and caches around them. The component gets no filesystem, network,
+//! environment or stdio; it reaches only the handles the job puts into its store, through the
+//! capabilities of [`crate::capability`].
+//!
+//! | file | concern |
+//! |---|---|
+//! | `engine.rs` | the engine: pooling allocator, epoch ticker |
+//! | `limits.rs` | memory, CPU and wall-clock limits |
+//! | `version.rs` | which WIT versions this host runs |
+//! | `component_cache.rs` | compiled components cached on disk, verified before use |
+//! | `conventions.rs` | the server facts a component states, checked, with pre-1.3 defaults |
+//! | `runtime.rs` | a compiled, linked component; instantiation |
+//! | `state.rs` | what a store holds |
+//! | `instance.rs` | the calls into one instance's exports |
+
+pub mod component_cache;
+pub mod conventions;
+pub mod engine;
+mod instance;
+pub mod limits;
+mod runtime;
+mod state;
+pub mod version;
+
+pub use conventions::Conventions;
+pub use engine::{engine, pooled_engine};
+pub use instance::{Direction, Instance};
+pub use limits::{DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Limits};
+pub use runtime::{BUNDLED_COMPONENT, Runtime};
+pub use version::HOST_WIT_VERSION;
