@@ -6,6 +6,7 @@
 //! lists a real 1.17.12 server produces, embedded from `guest/schema/`), and [`convert`] for
 //! how each value crosses from SQLite to PostgreSQL.
 
+pub mod accounting;
 pub mod batch;
 pub mod canonical;
 pub mod catalog;

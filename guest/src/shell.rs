@@ -11,6 +11,7 @@ wit_bindgen::generate!({ world: "migration", path: "../wit" });
 use blocklet::migrate::database as wit_db;
 use blocklet::migrate::events as wit_events;
 use blocklet::migrate::types as wit;
+use exports::blocklet::migrate::accounting as wit_accounting;
 use exports::blocklet::migrate::conventions as wit_conventions;
 use exports::blocklet::migrate::migrator as api;
 
@@ -135,6 +136,22 @@ impl wit_conventions::Guest for Component {
             meta_table: c::meta_table().into(),
             kind_labels: c::kind_labels().map(|(kind, label)| (kind_to_wit(kind), label.into())).collect(),
         }
+    }
+}
+
+impl wit_accounting::Guest for Component {
+    fn feeds(_db: api::PlannedDatabase, source_tables: Vec<String>) -> Vec<wit_accounting::TableFeed> {
+        use crate::accounting::{Destination, feeds};
+        feeds(&source_tables)
+            .into_iter()
+            .map(|(source_table, destination)| wit_accounting::TableFeed {
+                source_table,
+                destination: match destination {
+                    Destination::CopiedTo(t) => wit_accounting::Destination::CopiedTo(t),
+                    Destination::NotCopied(why) => wit_accounting::Destination::NotCopied(why),
+                },
+            })
+            .collect()
     }
 }
 
