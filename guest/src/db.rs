@@ -107,13 +107,3 @@ pub trait Events {
     fn progress(&self, database: &str, table: &str, rows_done: u64, rows_total: u64);
     fn reject(&self, row: &Rejection);
 }
-
-/// Double-quote an SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Single-quote an SQL string literal.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}

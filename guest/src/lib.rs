@@ -16,6 +16,7 @@ pub mod ddl;
 pub mod migrate;
 pub mod naming;
 pub mod plan;
+pub mod sql;
 pub mod sqlite_ddl;
 pub mod timestamp;
 

@@ -1,7 +1,7 @@
 //! Reads the `.schema` a real 1.17.12 server leaves in its SQLite files into statements and
 //! column facts, for writing those files back from PostgreSQL.
 
-use crate::ddl::split_statements;
+use crate::sql::{split_statements, split_top_level};
 
 /// A table of a SQLite schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,31 +108,6 @@ fn declared_type(rest: &str) -> String {
         words.push(w);
     }
     words.join(" ")
-}
-
-fn split_top_level(s: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quote) = (0i32, None::<char>);
-    let mut cur = String::new();
-    for ch in s.chars() {
-        match (quote, ch) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(ch),
-            (None, '(') => depth += 1,
-            (None, ')') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                parts.push(std::mem::take(&mut cur).trim().to_string());
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(ch);
-    }
-    if !cur.trim().is_empty() {
-        parts.push(cur.trim().to_string());
-    }
-    parts
 }
 
 #[cfg(test)]

@@ -328,7 +328,3 @@ pub fn add_rows_with(
     }
     Ok(())
 }
-
-pub(crate) fn first_line(sql: &str) -> &str {
-    sql.lines().next().unwrap_or("")
-}

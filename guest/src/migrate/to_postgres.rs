@@ -14,15 +14,16 @@
 
 use super::{
     Copied, DatabaseReport, Endpoints, Failure, Options, TableReport, check_known_migrations, copy_table, db_failure,
-    first_line, source_tables, verify_table,
+    source_tables, verify_table,
 };
 use crate::batch::{Value, excerpt};
 use crate::canonical::value_hash;
 use crate::catalog::{Catalog, META_TABLE};
 use crate::convert;
-use crate::db::{Database, ErrorKind, Events, Level, Rejection, quote_ident, quote_literal};
+use crate::db::{Database, ErrorKind, Events, Level, Rejection};
 use crate::ddl::{Enforces, ForeignKey, PgColumn, PgTable, Phase, UniqueKey};
 use crate::plan::Planned;
+use crate::sql::{first_line, quote_ident, quote_literal};
 
 /// Most offending rows listed per violated key: enough to act on, bounded in size.
 const MAX_KEY_VIOLATIONS_LISTED: usize = 1000;
