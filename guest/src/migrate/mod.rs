@@ -16,10 +16,20 @@ use std::collections::BTreeSet;
 pub use to_postgres::migrate_to_postgres;
 pub use to_sqlite::migrate_to_sqlite;
 
+/// The rows per batch the flow asks for, whatever the options say: at least one, and no more
+/// than the host serves in one `read` batch.
+pub const BATCH_ROWS: std::ops::RangeInclusive<u32> = 1..=100_000;
+
+/// `requested` rows per batch, brought into [`BATCH_ROWS`].
+pub fn clamp_batch_rows(requested: u32) -> u32 {
+    requested.clamp(*BATCH_ROWS.start(), *BATCH_ROWS.end())
+}
+
 /// How to run (WIT `options`).
 #[derive(Clone, Debug)]
 pub struct Options {
     pub force: bool,
+    /// Rows per batch read or written, within [`BATCH_ROWS`].
     pub batch_rows: u32,
     /// Migrate the rows that convert and report the rest, instead of failing.
     pub skip_rejects: bool,
