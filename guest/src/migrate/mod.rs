@@ -92,14 +92,15 @@ pub(crate) fn db_failure(what: &str, e: DbError) -> Failure {
 
 /// Refuse a source written by a newer server: its schema has things this component would drop.
 pub(crate) fn check_known_migrations(source: &dyn Database, label: &str, catalog: &Catalog) -> Result<(), Failure> {
-    let Some(_) = source.describe_table(META_TABLE).map_err(|e| db_failure("reading SequelizeMeta", e))? else {
+    let Some(_) = source.describe_table(META_TABLE).map_err(|e| db_failure(&format!("reading {META_TABLE}"), e))?
+    else {
         return Ok(());
     };
     let mut cursor = source
         .read(META_TABLE, &["name".to_string()], &[], 1000)
-        .map_err(|e| db_failure("reading SequelizeMeta", e))?;
+        .map_err(|e| db_failure(&format!("reading {META_TABLE}"), e))?;
     let mut unknown = Vec::new();
-    while let Some(batch) = cursor.next_batch().map_err(|e| db_failure("reading SequelizeMeta", e))? {
+    while let Some(batch) = cursor.next_batch().map_err(|e| db_failure(&format!("reading {META_TABLE}"), e))? {
         for i in 0..batch.rows as usize {
             let name = match batch.columns[0].get(i) {
                 Value::Text(b) => String::from_utf8_lossy(b).into_owned(),
@@ -112,7 +113,7 @@ pub(crate) fn check_known_migrations(source: &dyn Database, label: &str, catalog
     }
     if !unknown.is_empty() {
         return Err(Failure::refused(format!(
-            "{label} was written by a newer Blocklet Server: its SequelizeMeta lists {} migration(s) this component does not know ({}). \
+            "{label} was written by a newer Blocklet Server: its {META_TABLE} lists {} migration(s) this component does not know ({}). \
              This component knows the Blocklet Server {SERVER_VERSION} schema; use a newer migration component (--component FILE).",
             unknown.len(),
             unknown.join(", "),

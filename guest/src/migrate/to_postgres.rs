@@ -2,13 +2,13 @@
 //!
 //! The flow, all inside the target's one transaction (the host commits it only when every
 //! database of the job succeeded):
-//! 1. check the source: its `SequelizeMeta` may only name migrations this component knows,
+//! 1. check the source: its meta table (`SequelizeMeta`) may only name migrations this component knows,
 //!    and every table and column must have a place in the target schema;
 //! 2. refuse a target that already holds Blocklet rows (unless forced; then replace them);
 //! 3. create the enum types; then, table by table, parents first, create the table (with its
 //!    sequences and defaults) and copy its rows, converting each value and reporting every
 //!    value that cannot be converted faithfully;
-//! 4. set every sequence past its max id and fill `SequelizeMeta`;
+//! 4. set every sequence past its max id and fill the meta table;
 //! 5. add keys, indexes and foreign keys after the data; a violation is explained row by row;
 //! 6. verify each table: the target's row count and checksum, read back, equal the source's.
 
@@ -195,7 +195,7 @@ impl Job<'_> {
         self.run_pre_data(|t| t == table)
     }
 
-    /// The pre-data of tables outside the load order (`SequelizeMeta`), in dump order.
+    /// The pre-data of tables outside the load order (the meta table), in dump order.
     fn create_remaining_tables(&self) -> Result<(), Failure> {
         self.run_pre_data(|t| t.is_some_and(|t| !self.catalog.load_order.contains(t)))
     }

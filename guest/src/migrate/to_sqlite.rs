@@ -7,7 +7,7 @@
 //! 3. copy every table, parents first, in the server's own representation, reporting every
 //!    value SQLite would hold differently from how the server reads it back;
 //! 4. keep `sqlite_sequence` at least at PostgreSQL's sequence (ids are never reused), fill
-//!    `SequelizeMeta`, build the indexes, `ANALYZE` where the server's file has statistics;
+//!    the meta table, build the indexes, `ANALYZE` where the server's file has statistics;
 //! 5. verify each table by reading it back.
 
 use super::{
