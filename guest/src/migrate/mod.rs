@@ -339,3 +339,6 @@ pub fn add_rows_with(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,10 @@
 //! The database handles the host gives the component, as plain Rust traits.
 //!
-//! [`crate::shell`] implements them over the WIT resources; unit tests implement them in memory.
+//! The wasm shell (`shell.rs`) implements them over the WIT resources; the unit tests of the
+//! flow implement them in memory (`db/memory.rs`).
+
+#[cfg(test)]
+pub mod memory;
 
 use crate::batch::Batch;
 
