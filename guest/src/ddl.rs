@@ -4,7 +4,7 @@
 //! (so the result is exactly what the server creates), and the facts the converter needs
 //! (column types, enums, keys, sequences, foreign keys) are read off the same text.
 
-use crate::sql::{first_line, split_statements, split_top_level};
+use crate::sql::{first_line, split_statements, split_top_level, unquote};
 use std::collections::BTreeMap;
 
 /// When a statement runs relative to the data load. Constraints and indexes come after the
@@ -230,15 +230,6 @@ fn commented_table(sql: &str) -> Option<String> {
 pub fn unqualify(name: &str) -> String {
     let n = name.trim().strip_prefix("public.").unwrap_or(name.trim());
     unquote(n)
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        s[1..s.len() - 1].replace("\"\"", "\"")
-    } else {
-        s.to_string()
-    }
 }
 
 /// The text between the first `(` and its matching `)`.

@@ -1,5 +1,6 @@
 //! SQL text handling shared by everything that reads or writes SQL: splitting a script into
-//! statements, splitting a list on its top-level commas, quoting identifiers and literals.
+//! statements, splitting a list on its top-level commas, quoting and unquoting identifiers,
+//! quoting literals.
 //!
 //! The splitter is a small lexer rather than a line rule, so that a `;` inside a string, a
 //! quoted identifier, a dollar-quoted body or a comment never ends a statement. It keeps each
@@ -157,6 +158,23 @@ pub fn split_top_level(list: &str) -> Vec<String> {
     parts
 }
 
+/// A quoted identifier's name (`"a""b"` → `a"b`, `` `x` `` → `x`, `[x]` → `x`); other text
+/// trimmed, as it is.
+pub fn unquote(identifier: &str) -> String {
+    let s = identifier.trim();
+    for (open, close) in [('"', '"'), ('`', '`'), ('[', ']')] {
+        if s.len() >= 2 && s.starts_with(open) && s.ends_with(close) {
+            let inner = &s[1..s.len() - 1];
+            return if open == close {
+                inner.replace(&format!("{open}{open}"), &open.to_string())
+            } else {
+                inner.into()
+            };
+        }
+    }
+    s.to_string()
+}
+
 /// The first line of a statement, to name it in a message.
 pub fn first_line(sql: &str) -> &str {
     sql.lines().next().unwrap_or("")
@@ -255,6 +273,8 @@ mod tests {
     #[test]
     fn quoting_doubles_the_quote() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(unquote(&quote_ident("a\"b")), "a\"b");
+        assert_eq!([unquote(" `x``y` "), unquote("[z]"), unquote("plain")], ["x`y", "z", "plain"]);
         assert_eq!(quote_literal("it's"), "'it''s'");
         assert_eq!(first_line("a\nb"), "a");
     }

@@ -1,7 +1,7 @@
 //! Reads the `.schema` a real 1.17.12 server leaves in its SQLite files into statements and
 //! column facts, for writing those files back from PostgreSQL.
 
-use crate::sql::{split_statements, split_top_level};
+use crate::sql::{split_statements, split_top_level, unquote};
 
 /// A table of a SQLite schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,16 +49,6 @@ impl SqliteSchema {
     pub fn table(&self, name: &str) -> Option<&SqliteTable> {
         self.tables.iter().find(|t| t.name == name)
     }
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    for (open, close) in [('`', '`'), ('"', '"'), ('[', ']')] {
-        if s.len() >= 2 && s.starts_with(open) && s.ends_with(close) {
-            return s[1..s.len() - 1].to_string();
-        }
-    }
-    s.to_string()
 }
 
 fn parse_table(name: &str, flat: &str, sql: String) -> Result<SqliteTable, String> {
