@@ -278,6 +278,27 @@ fn to_postgres_of_an_empty_database_creates_the_schema_and_the_meta_rows() {
     assert!(logs.iter().any(|(_, m)| m.contains("table messages is not in the source (older server); created empty")));
 }
 
+#[test]
+fn to_postgres_replaces_a_target_holding_rows_only_when_forced() {
+    let source = service_sqlite(None);
+    let (target, _, result) = to_postgres(&source, &options());
+    result.unwrap();
+    let plan = planned(Kind::Service);
+    let events = RecordedEvents::default();
+    let failure = migrate_to_postgres(&plan, &source, &target, &options(), &events).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Refused);
+    assert_eq!(
+        failure.message,
+        "PostgreSQL database service_db already holds Blocklet Server data (messages: 5 rows); re-run with --force to replace it"
+    );
+    let forced = Options { force: true, ..options() };
+    let report = migrate_to_postgres(&plan, &source, &target, &forced, &events).unwrap();
+    assert_eq!(report.tables[0].target_rows, 5);
+    assert_eq!(ids(&target, "messages"), texts(&["m1", "m2", "m3", "m4", "m5"]));
+    assert_eq!(target.rows(META_TABLE, &["name"]), migrations(Kind::Service));
+    assert!(ran(&target, "DROP TABLE IF EXISTS public.\"messages\" CASCADE"));
+}
+
 // PostgreSQL → SQLite
 
 #[test]

@@ -163,7 +163,8 @@ impl MemoryDatabase {
         }
     }
 
-    /// The one query the flow sends: a sequence's last handed-out value.
+    /// The one query the flow sends when no key is violated (keys are not enforced here): a
+    /// sequence's last handed-out value.
     pub(super) fn answer(&self, statement: &str) -> Result<Batch, DbError> {
         let (shape, params) = shape(statement).ok_or_else(|| not_understood(statement))?;
         match (self.engine, shape.as_str(), params.as_slice()) {
