@@ -158,7 +158,7 @@ impl wit_accounting::Guest for Component {
 fn options_from_wit(o: api::Options) -> migrate::Options {
     migrate::Options {
         force: o.force,
-        batch_rows: o.batch_rows.clamp(1, 100_000),
+        batch_rows: migrate::clamp_batch_rows(o.batch_rows),
         skip_rejects: o.skip_rejects,
         dry_run: o.dry_run,
     }
