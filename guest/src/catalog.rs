@@ -4,6 +4,7 @@
 
 use crate::ddl::{PgSchema, PgTable};
 use crate::sqlite_ddl::SqliteSchema;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
@@ -104,7 +105,26 @@ pub static KINDS: [KindFacts; 4] = [
 ];
 
 /// The table umzug records applied migrations in; regenerated, never copied.
+#[cfg(not(feature = "test-other-conventions"))]
 pub const META_TABLE: &str = "SequelizeMeta";
+
+/// Tests only (`test-other-conventions`): a component whose server keeps its migrations in a
+/// table of another name, so a test can prove the host takes the name from the component.
+#[cfg(feature = "test-other-conventions")]
+pub const META_TABLE: &str = "MigrationMeta";
+
+/// The meta table as the embedded schema files name it.
+const SCHEMA_META_TABLE: &str = "SequelizeMeta";
+
+/// `schema` with its meta table, and the keys named after it, renamed from the files'
+/// [`SCHEMA_META_TABLE`] to [`META_TABLE`]: every mention of the table is the identifier
+/// quoted with `quote`, so renaming those quoted names renames the table and nothing else.
+fn with_meta_table(schema: &'static str, quote: char) -> Cow<'static, str> {
+    if META_TABLE == SCHEMA_META_TABLE {
+        return Cow::Borrowed(schema);
+    }
+    Cow::Owned(schema.replace(&format!("{quote}{SCHEMA_META_TABLE}"), &format!("{quote}{META_TABLE}")))
+}
 
 /// Parsed schema facts of one kind, built once.
 pub struct Catalog {
@@ -113,7 +133,7 @@ pub struct Catalog {
     /// The SQLite schema the server creates for the same database.
     pub sqlite: SqliteSchema,
     pub migrations: Vec<&'static str>,
-    /// Data tables (all but `SequelizeMeta`) in an order that loads parents before children.
+    /// Data tables (all but [`META_TABLE`]) in an order that loads parents before children.
     pub load_order: Vec<String>,
 }
 
@@ -137,8 +157,8 @@ impl Kind {
 
 impl Catalog {
     fn build(facts: &'static KindFacts) -> Result<Catalog, String> {
-        let schema = PgSchema::parse(facts.pg_dump)?;
-        let sqlite = SqliteSchema::parse(facts.sqlite_schema)?;
+        let schema = PgSchema::parse(&with_meta_table(facts.pg_dump, '"'))?;
+        let sqlite = SqliteSchema::parse(&with_meta_table(facts.sqlite_schema, '`'))?;
         for t in &schema.tables {
             let Some(st) = sqlite.table(&t.name) else {
                 return Err(format!("table {} has no SQLite definition", t.name));
@@ -248,6 +268,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_meta_table_is_created_under_its_conventional_name() {
+        for kind in [Kind::Server, Kind::Service, Kind::Blocklet, Kind::CertificateManager] {
+            let c = kind.catalog();
+            assert!(c.table(META_TABLE).is_some(), "{kind:?}");
+            assert!(c.sqlite.table(META_TABLE).is_some(), "{kind:?}");
+            assert!(!c.load_order.iter().any(|t| t == META_TABLE), "{kind:?}: the meta table is regenerated");
+            let meta_sql: Vec<&str> = c
+                .schema
+                .statements
+                .iter()
+                .filter(|s| s.sql.contains(&format!("\"{META_TABLE}")))
+                .map(|s| s.sql.as_str())
+                .collect();
+            assert_eq!(meta_sql.len(), 2, "{kind:?}: the table and its primary key: {meta_sql:?}");
+            assert!(
+                meta_sql[1].contains(&format!("ADD CONSTRAINT \"{META_TABLE}_pkey\" PRIMARY KEY (name)")),
+                "{kind:?}: {}",
+                meta_sql[1]
+            );
+        }
+    }
+
+    #[cfg(not(feature = "test-other-conventions"))]
+    #[test]
+    fn the_default_build_keeps_the_schema_text() {
+        assert!(matches!(with_meta_table("CREATE TABLE `SequelizeMeta` (x);", '`'), Cow::Borrowed(_)));
+    }
+
+    #[cfg(feature = "test-other-conventions")]
+    #[test]
+    fn another_meta_table_replaces_sequelizes_everywhere() {
+        assert_eq!(META_TABLE, "MigrationMeta");
+        for kind in [Kind::Server, Kind::Service, Kind::Blocklet, Kind::CertificateManager] {
+            let c = kind.catalog();
+            assert!(c.table("SequelizeMeta").is_none() && c.sqlite.table("SequelizeMeta").is_none(), "{kind:?}");
+            assert!(!c.schema.statements.iter().any(|s| s.sql.contains("SequelizeMeta")), "{kind:?}");
+            assert!(!c.sqlite.tables.iter().any(|t| t.create_sql.contains("SequelizeMeta")), "{kind:?}");
+            assert!(c.sqlite.table("MigrationMeta").unwrap().create_sql.starts_with("CREATE TABLE `MigrationMeta` ("));
+        }
+        assert_eq!(
+            with_meta_table(
+                "ALTER TABLE ONLY public.\"SequelizeMeta\" ADD CONSTRAINT \"SequelizeMeta_pkey\" PRIMARY KEY (name);",
+                '"'
+            ),
+            "ALTER TABLE ONLY public.\"MigrationMeta\" ADD CONSTRAINT \"MigrationMeta_pkey\" PRIMARY KEY (name);"
+        );
     }
 
     #[test]

@@ -20,7 +20,13 @@ pub const DATA_DIR_MARKERS: [DataDirMarker; 2] = [
 
 /// Written, relative to the data dir, once the databases live in PostgreSQL: the server reads
 /// its presence at start to choose PostgreSQL.
+#[cfg(not(feature = "test-other-conventions"))]
 pub const LOCK_FILE: &str = "core/sqlite-to-postgres.lock";
+
+/// Tests only (`test-other-conventions`): a server that looks for another lock file, so a test
+/// can prove the host takes the path from the component.
+#[cfg(feature = "test-other-conventions")]
+pub const LOCK_FILE: &str = "core/other-conventions.lock";
 
 /// The PostgreSQL database that lists the others: the server kind's database.
 pub fn index_database() -> String {
@@ -44,6 +50,16 @@ mod tests {
     #[test]
     fn the_server_database_is_the_index() {
         assert_eq!(index_database(), "server_db");
+    }
+
+    #[test]
+    fn the_build_chooses_lock_file_and_meta_table() {
+        let expected = if cfg!(feature = "test-other-conventions") {
+            ("core/other-conventions.lock", "MigrationMeta")
+        } else {
+            ("core/sqlite-to-postgres.lock", "SequelizeMeta")
+        };
+        assert_eq!((LOCK_FILE, meta_table()), expected);
     }
 
     #[test]

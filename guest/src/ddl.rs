@@ -4,6 +4,7 @@
 //! (so the result is exactly what the server creates), and the facts the converter needs
 //! (column types, enums, keys, sequences, foreign keys) are read off the same text.
 
+use crate::sql::{first_line, split_statements, split_top_level, unquote};
 use std::collections::BTreeMap;
 
 /// When a statement runs relative to the data load. Constraints and indexes come after the
@@ -225,69 +226,10 @@ fn commented_table(sql: &str) -> Option<String> {
     }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
-}
-
-/// Split a dump into statements: drop comment and psql meta lines, end a statement at a line
-/// ending in `;` (quoted text in this schema never ends a line with `;`).
-pub fn split_statements(dump: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for line in dump.lines() {
-        let trimmed = line.trim();
-        if cur.is_empty() && (trimmed.is_empty() || trimmed.starts_with("--") || trimmed.starts_with('\\')) {
-            continue;
-        }
-        if !cur.is_empty() {
-            cur.push('\n');
-        }
-        cur.push_str(line);
-        if trimmed.ends_with(';') {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    out
-}
-
 /// `public."enum_x"` or `public.enum_x` → `enum_x`.
 pub fn unqualify(name: &str) -> String {
     let n = name.trim().strip_prefix("public.").unwrap_or(name.trim());
     unquote(n)
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
-        s[1..s.len() - 1].replace("\"\"", "\"")
-    } else {
-        s.to_string()
-    }
-}
-
-/// Split on commas outside parentheses and quotes.
-fn split_top_level(s: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let (mut depth, mut in_single, mut in_double) = (0i32, false, false);
-    let mut cur = String::new();
-    for ch in s.chars() {
-        match ch {
-            '\'' if !in_double => in_single = !in_single,
-            '"' if !in_single => in_double = !in_double,
-            '(' if !in_single && !in_double => depth += 1,
-            ')' if !in_single && !in_double => depth -= 1,
-            ',' if depth == 0 && !in_single && !in_double => {
-                parts.push(std::mem::take(&mut cur).trim().to_string());
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(ch);
-    }
-    if !cur.trim().is_empty() {
-        parts.push(cur.trim().to_string());
-    }
-    parts
 }
 
 /// The text between the first `(` and its matching `)`.

@@ -3,9 +3,11 @@
 //! The logic is plain Rust, unit-tested natively; [`shell`] is the thin wasm export that binds
 //! it to the WIT contract in `wit/blocklet-migrate.wit`. Start at [`migrate`] for the flow of
 //! one database, [`catalog`] for the schema knowledge (which is data: the DDL and migration
-//! lists a real 1.17.12 server produces, embedded from `guest/schema/`), and [`convert`] for
-//! how each value crosses from SQLite to PostgreSQL.
+//! lists a real 1.17.12 server produces, embedded from `guest/schema/`), [`convert`] for how
+//! each value crosses from SQLite to PostgreSQL, and [`sql`] for SQL text (public, so
+//! that other crates split and quote SQL exactly as the component does).
 
+pub mod accounting;
 pub mod batch;
 pub mod canonical;
 pub mod catalog;
@@ -16,6 +18,7 @@ pub mod ddl;
 pub mod migrate;
 pub mod naming;
 pub mod plan;
+pub mod sql;
 pub mod sqlite_ddl;
 pub mod timestamp;
 

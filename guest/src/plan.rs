@@ -7,7 +7,7 @@
 //! too, and said so.
 
 use crate::batch::Value;
-use crate::catalog::{KINDS, Kind};
+use crate::catalog::Kind;
 use crate::db::{Database, Events, Level};
 use crate::naming::database_name;
 use crate::timestamp;
@@ -101,9 +101,8 @@ pub fn plan_to_postgres(
     let index = index.ok_or(NEVER_STARTED)?;
     let apps = listed_apps(index)?;
     let present = |path: &str| files.iter().any(|f| f == path);
-    let kind_of = |kind: Kind| KINDS.iter().find(|k| k.kind == kind).expect("kind");
     let fixed = |kind: Kind| -> Option<Planned> {
-        let path = kind_of(kind).sqlite_pattern;
+        let path = kind.facts().sqlite_pattern;
         present(path).then(|| Planned {
             kind,
             sqlite_file: path.to_string(),
@@ -114,7 +113,7 @@ pub fn plan_to_postgres(
     let mut plan: Vec<Planned> = Vec::new();
     plan.extend(fixed(Kind::Server));
     plan.extend(fixed(Kind::Service));
-    let app_pattern = kind_of(Kind::Blocklet).sqlite_pattern;
+    let app_pattern = Kind::Blocklet.facts().sqlite_pattern;
     for app in &apps {
         let Some(stored) = &app.data_dir else {
             events.log(Level::Info, &format!("Skip migrate schema for blocklet: {}", app.app_pid));
@@ -170,7 +169,7 @@ pub fn plan_to_sqlite(index: &dyn Database, databases: &[String], events: &dyn E
     let apps = listed_apps(index)?;
     let has = |name: &str| databases.iter().any(|d| d == name);
     let fixed = |kind: Kind| -> Option<Planned> {
-        let path = KINDS.iter().find(|k| k.kind == kind).expect("kind").sqlite_pattern;
+        let path = kind.facts().sqlite_pattern;
         let name = database_name(path);
         has(&name).then(|| Planned { kind, sqlite_file: path.to_string(), postgres_database: name, app_pid: None })
     };

@@ -11,6 +11,7 @@ wit_bindgen::generate!({ world: "migration", path: "../wit" });
 use blocklet::migrate::database as wit_db;
 use blocklet::migrate::events as wit_events;
 use blocklet::migrate::types as wit;
+use exports::blocklet::migrate::accounting as wit_accounting;
 use exports::blocklet::migrate::conventions as wit_conventions;
 use exports::blocklet::migrate::migrator as api;
 
@@ -138,10 +139,26 @@ impl wit_conventions::Guest for Component {
     }
 }
 
+impl wit_accounting::Guest for Component {
+    fn feeds(_db: api::PlannedDatabase, source_tables: Vec<String>) -> Vec<wit_accounting::TableFeed> {
+        use crate::accounting::{Destination, feeds};
+        feeds(&source_tables)
+            .into_iter()
+            .map(|(source_table, destination)| wit_accounting::TableFeed {
+                source_table,
+                destination: match destination {
+                    Destination::CopiedTo(t) => wit_accounting::Destination::CopiedTo(t),
+                    Destination::NotCopied(why) => wit_accounting::Destination::NotCopied(why),
+                },
+            })
+            .collect()
+    }
+}
+
 fn options_from_wit(o: api::Options) -> migrate::Options {
     migrate::Options {
         force: o.force,
-        batch_rows: o.batch_rows.clamp(1, 100_000),
+        batch_rows: migrate::clamp_batch_rows(o.batch_rows),
         skip_rejects: o.skip_rejects,
         dry_run: o.dry_run,
     }

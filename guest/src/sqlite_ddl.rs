@@ -1,7 +1,7 @@
 //! Reads the `.schema` a real 1.17.12 server leaves in its SQLite files into statements and
 //! column facts, for writing those files back from PostgreSQL.
 
-use crate::ddl::split_statements;
+use crate::sql::{split_statements, split_top_level, unquote};
 
 /// A table of a SQLite schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,16 +51,6 @@ impl SqliteSchema {
     }
 }
 
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    for (open, close) in [('`', '`'), ('"', '"'), ('[', ']')] {
-        if s.len() >= 2 && s.starts_with(open) && s.ends_with(close) {
-            return s[1..s.len() - 1].to_string();
-        }
-    }
-    s.to_string()
-}
-
 fn parse_table(name: &str, flat: &str, sql: String) -> Result<SqliteTable, String> {
     let open = flat.find('(').ok_or_else(|| format!("table {name}: no column list"))?;
     let body = &flat[open + 1..flat.rfind(')').ok_or_else(|| format!("table {name}: unclosed column list"))?];
@@ -108,31 +98,6 @@ fn declared_type(rest: &str) -> String {
         words.push(w);
     }
     words.join(" ")
-}
-
-fn split_top_level(s: &str) -> Vec<String> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quote) = (0i32, None::<char>);
-    let mut cur = String::new();
-    for ch in s.chars() {
-        match (quote, ch) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(ch),
-            (None, '(') => depth += 1,
-            (None, ')') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                parts.push(std::mem::take(&mut cur).trim().to_string());
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(ch);
-    }
-    if !cur.trim().is_empty() {
-        parts.push(cur.trim().to_string());
-    }
-    parts
 }
 
 #[cfg(test)]

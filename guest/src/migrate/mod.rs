@@ -16,10 +16,20 @@ use std::collections::BTreeSet;
 pub use to_postgres::migrate_to_postgres;
 pub use to_sqlite::migrate_to_sqlite;
 
+/// The rows per batch the flow asks for, whatever the options say: at least one, and no more
+/// than the host serves in one `read` batch.
+pub const BATCH_ROWS: std::ops::RangeInclusive<u32> = 1..=100_000;
+
+/// `requested` rows per batch, brought into [`BATCH_ROWS`].
+pub fn clamp_batch_rows(requested: u32) -> u32 {
+    requested.clamp(*BATCH_ROWS.start(), *BATCH_ROWS.end())
+}
+
 /// How to run (WIT `options`).
 #[derive(Clone, Debug)]
 pub struct Options {
     pub force: bool,
+    /// Rows per batch read or written, within [`BATCH_ROWS`].
     pub batch_rows: u32,
     /// Migrate the rows that convert and report the rest, instead of failing.
     pub skip_rejects: bool,
@@ -82,14 +92,15 @@ pub(crate) fn db_failure(what: &str, e: DbError) -> Failure {
 
 /// Refuse a source written by a newer server: its schema has things this component would drop.
 pub(crate) fn check_known_migrations(source: &dyn Database, label: &str, catalog: &Catalog) -> Result<(), Failure> {
-    let Some(_) = source.describe_table(META_TABLE).map_err(|e| db_failure("reading SequelizeMeta", e))? else {
+    let Some(_) = source.describe_table(META_TABLE).map_err(|e| db_failure(&format!("reading {META_TABLE}"), e))?
+    else {
         return Ok(());
     };
     let mut cursor = source
         .read(META_TABLE, &["name".to_string()], &[], 1000)
-        .map_err(|e| db_failure("reading SequelizeMeta", e))?;
+        .map_err(|e| db_failure(&format!("reading {META_TABLE}"), e))?;
     let mut unknown = Vec::new();
-    while let Some(batch) = cursor.next_batch().map_err(|e| db_failure("reading SequelizeMeta", e))? {
+    while let Some(batch) = cursor.next_batch().map_err(|e| db_failure(&format!("reading {META_TABLE}"), e))? {
         for i in 0..batch.rows as usize {
             let name = match batch.columns[0].get(i) {
                 Value::Text(b) => String::from_utf8_lossy(b).into_owned(),
@@ -102,7 +113,7 @@ pub(crate) fn check_known_migrations(source: &dyn Database, label: &str, catalog
     }
     if !unknown.is_empty() {
         return Err(Failure::refused(format!(
-            "{label} was written by a newer Blocklet Server: its SequelizeMeta lists {} migration(s) this component does not know ({}). \
+            "{label} was written by a newer Blocklet Server: its {META_TABLE} lists {} migration(s) this component does not know ({}). \
              This component knows the Blocklet Server {SERVER_VERSION} schema; use a newer migration component (--component FILE).",
             unknown.len(),
             unknown.join(", "),
@@ -329,6 +340,5 @@ pub fn add_rows_with(
     Ok(())
 }
 
-pub(crate) fn first_line(sql: &str) -> &str {
-    sql.lines().next().unwrap_or("")
-}
+#[cfg(test)]
+mod tests;

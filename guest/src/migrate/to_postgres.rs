@@ -2,27 +2,28 @@
 //!
 //! The flow, all inside the target's one transaction (the host commits it only when every
 //! database of the job succeeded):
-//! 1. check the source: its `SequelizeMeta` may only name migrations this component knows,
+//! 1. check the source: its meta table (`SequelizeMeta`) may only name migrations this component knows,
 //!    and every table and column must have a place in the target schema;
 //! 2. refuse a target that already holds Blocklet rows (unless forced; then replace them);
 //! 3. create the enum types; then, table by table, parents first, create the table (with its
 //!    sequences and defaults) and copy its rows, converting each value and reporting every
 //!    value that cannot be converted faithfully;
-//! 4. set every sequence past its max id and fill `SequelizeMeta`;
+//! 4. set every sequence past its max id and fill the meta table;
 //! 5. add keys, indexes and foreign keys after the data; a violation is explained row by row;
 //! 6. verify each table: the target's row count and checksum, read back, equal the source's.
 
 use super::{
     Copied, DatabaseReport, Endpoints, Failure, Options, TableReport, check_known_migrations, copy_table, db_failure,
-    first_line, source_tables, verify_table,
+    source_tables, verify_table,
 };
 use crate::batch::{Value, excerpt};
 use crate::canonical::value_hash;
 use crate::catalog::{Catalog, META_TABLE};
 use crate::convert;
-use crate::db::{Database, ErrorKind, Events, Level, Rejection, quote_ident, quote_literal};
+use crate::db::{Database, ErrorKind, Events, Level, Rejection};
 use crate::ddl::{Enforces, ForeignKey, PgColumn, PgTable, Phase, UniqueKey};
 use crate::plan::Planned;
+use crate::sql::{first_line, quote_ident, quote_literal};
 
 /// Most offending rows listed per violated key: enough to act on, bounded in size.
 const MAX_KEY_VIOLATIONS_LISTED: usize = 1000;
@@ -194,7 +195,7 @@ impl Job<'_> {
         self.run_pre_data(|t| t == table)
     }
 
-    /// The pre-data of tables outside the load order (`SequelizeMeta`), in dump order.
+    /// The pre-data of tables outside the load order (the meta table), in dump order.
     fn create_remaining_tables(&self) -> Result<(), Failure> {
         self.run_pre_data(|t| t.is_some_and(|t| !self.catalog.load_order.contains(t)))
     }

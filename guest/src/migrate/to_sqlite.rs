@@ -7,19 +7,20 @@
 //! 3. copy every table, parents first, in the server's own representation, reporting every
 //!    value SQLite would hold differently from how the server reads it back;
 //! 4. keep `sqlite_sequence` at least at PostgreSQL's sequence (ids are never reused), fill
-//!    `SequelizeMeta`, build the indexes, `ANALYZE` where the server's file has statistics;
+//!    the meta table, build the indexes, `ANALYZE` where the server's file has statistics;
 //! 5. verify each table by reading it back.
 
 use super::{
-    Copied, DatabaseReport, Endpoints, Failure, Options, check_known_migrations, copy_table, db_failure, first_line,
-    source_tables, verify_table,
+    Copied, DatabaseReport, Endpoints, Failure, Options, check_known_migrations, copy_table, db_failure, source_tables,
+    verify_table,
 };
 use crate::batch::Value;
 use crate::catalog::{Catalog, META_TABLE};
 use crate::convert;
-use crate::db::{Database, Events, Level, quote_ident, quote_literal};
+use crate::db::{Database, Events, Level};
 use crate::ddl::PgColumn;
 use crate::plan::Planned;
+use crate::sql::{first_line, quote_ident, quote_literal};
 
 /// Migrate `plan`'s PostgreSQL `source` into the fresh SQLite `target`.
 pub fn migrate_to_sqlite(

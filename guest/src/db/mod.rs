@@ -1,6 +1,10 @@
 //! The database handles the host gives the component, as plain Rust traits.
 //!
-//! [`crate::shell`] implements them over the WIT resources; unit tests implement them in memory.
+//! The wasm shell (`shell.rs`) implements them over the WIT resources; the unit tests of the
+//! flow implement them in memory (`db/memory.rs`).
+
+#[cfg(test)]
+pub mod memory;
 
 use crate::batch::Batch;
 
@@ -106,14 +110,4 @@ pub trait Events {
     fn log(&self, level: Level, message: &str);
     fn progress(&self, database: &str, table: &str, rows_done: u64, rows_total: u64);
     fn reject(&self, row: &Rejection);
-}
-
-/// Double-quote an SQL identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// Single-quote an SQL string literal.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
