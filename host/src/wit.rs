@@ -15,6 +15,7 @@ wasmtime::component::bindgen!({
 pub use blocklet::migrate::types::{Batch, ColumnInfo, ColumnValues, DbError, ErrorKind, TableInfo, ValueTag};
 pub use exports::blocklet::migrate::migrator::{
     ComponentInfo, DatabaseKind, DatabaseReport, Failure, FailureKind, Options, PlannedDatabase, SourceLayout,
+    TableReport,
 };
 
 impl DatabaseKind {

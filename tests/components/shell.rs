@@ -1,5 +1,5 @@
 // Shared by every hostile component through `include!("../../shell.rs")`: the WIT bindings
-// and plausible, harmless `info`/`layout`/`plan-*`/`conventions` exports. Each crate defines
+// and plausible, harmless `info`/`layout`/`plan-*`/`conventions`/`accounting` exports. Each crate defines
 //
 //     fn hostile(source: &Handle, target: &Handle) -> Result<api::DatabaseReport, api::Failure>
 //
@@ -20,6 +20,7 @@ struct Component;
 export!(Component);
 
 include!("conventions.rs");
+include!("accounting.rs");
 
 /// The WIT package version these bindings were generated from (`package blocklet:migrate@X;`).
 fn wit_version() -> String {

@@ -12,6 +12,7 @@
 
 use super::events::EventsState;
 use super::guard::CallGuard;
+use super::tally::{Tallies, Tally};
 use crate::backend::{Batches, BulkWriter, Database, Source, Target, Writer};
 use crate::policy;
 use crate::wit::blocklet::migrate::database::{self as wit_db, Dialect};
@@ -24,6 +25,7 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 pub struct Cursor {
     batches: Batches,
     handle: u32,
+    table: String,
 }
 
 /// What the database capability keeps per instance.
@@ -40,6 +42,8 @@ pub struct DatabaseState {
     meta_table: String,
     /// Told when the first rows are sent (see [`DatabaseState::on_first_rows`]).
     first_rows: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Rows the host itself delivered and loaded, per handle and table.
+    tallies: Tallies,
 }
 
 impl DatabaseState {
@@ -63,6 +67,11 @@ impl DatabaseState {
     /// over and its data is flowing.
     pub fn on_first_rows(&mut self, tx: tokio::sync::oneshot::Sender<()>) {
         self.first_rows = Some(tx);
+    }
+
+    /// The rows the host itself moved through `handle`.
+    pub fn tally(&self, handle: u32) -> Tally {
+        self.tallies.of(handle)
     }
 
     /// Forget every stream: the host took the table back.
@@ -187,7 +196,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
             Err(e) => return Ok(Err(e)),
         };
         self.state.guard.hold(h.rep());
-        let cursor = self.table.push(Cursor { batches, handle: h.rep() })?;
+        let cursor = self.table.push(Cursor { batches, handle: h.rep(), table })?;
         Ok(Ok(typed(&cursor)))
     }
 
@@ -277,9 +286,9 @@ impl wit_db::HostCursor for DatabaseCtx<'_> {
         self.state.guard.count();
         let cursor = self.table.get_mut(&typed::<Cursor, _>(&c))?;
         let next = cursor.batches.recv().await.transpose();
-        if !matches!(next, Ok(Some(_))) {
-            let handle = cursor.handle;
-            self.state.guard.release(handle);
+        match &next {
+            Ok(Some(batch)) => self.state.tallies.delivered(cursor.handle, &cursor.table, batch.rows as u64),
+            _ => self.state.guard.release(cursor.handle),
         }
         Ok(next)
     }
@@ -320,6 +329,9 @@ impl wit_db::HostBulkWriter for DatabaseCtx<'_> {
         }
         let finished = self.table.get_mut(&typed::<Writer, _>(&w))?.finish().await;
         if let (Ok(rows), Some((database, table))) = (&finished, self.state.writer_tables.remove(&w.rep())) {
+            if let Some(handle) = self.state.writer_handles.get(&w.rep()) {
+                self.state.tallies.accepted(*handle, &table, *rows);
+            }
             self.events.sink().load_finished(&database, &table, *rows);
         }
         Ok(finished)

@@ -67,9 +67,16 @@ pub struct EventsState {
     logs: LogBudget,
     progress_budget: LogBudget,
     rejects_seen: u64,
+    /// Rejected rows per table name the component gave, for the host's ledger (at most
+    /// [`MAX_REJECT_TABLES`] names; the rest count under the empty name, which no table has).
+    rejects_by_table: std::collections::HashMap<String, u64>,
     /// The database progress events are reported under: the job's name for it.
     scope: Option<String>,
 }
+
+/// Distinct table names rejected rows are counted under: far more than any schema has, and a
+/// bound on what a component can make the host keep.
+const MAX_REJECT_TABLES: usize = 10_000;
 
 impl EventsState {
     pub fn new(sink: Box<dyn EventSink>) -> EventsState {
@@ -78,8 +85,14 @@ impl EventsState {
             logs: LogBudget::default(),
             progress_budget: LogBudget::default(),
             rejects_seen: 0,
+            rejects_by_table: Default::default(),
             scope: None,
         }
+    }
+
+    /// Rejected rows the component reported, per table name it gave.
+    pub fn rejects_by_table(&self) -> &std::collections::HashMap<String, u64> {
+        &self.rejects_by_table
     }
 
     /// Report the progress events that follow under `database`.
@@ -139,6 +152,12 @@ impl wit_events::Host for EventsState {
 
     async fn reject(&mut self, row: RejectedRow) -> wasmtime::Result<()> {
         self.rejects_seen += 1;
+        let key =
+            match self.rejects_by_table.contains_key(&row.table) || self.rejects_by_table.len() < MAX_REJECT_TABLES {
+                true => row.table.clone(),
+                false => String::new(),
+            };
+        *self.rejects_by_table.entry(key).or_default() += 1;
         if self.rejects_seen > MAX_REJECTS_KEPT {
             if self.rejects_seen == MAX_REJECTS_KEPT + 1 {
                 self.sink.log(

@@ -14,6 +14,8 @@
 pub mod database;
 pub mod events;
 pub mod guard;
+pub mod tally;
 
 pub use database::{Cursor, DatabaseCtx, DatabaseState, DatabaseView, typed};
 pub use events::{EventSink, EventsState, EventsView};
+pub use tally::Tally;

@@ -6,10 +6,13 @@
 use super::JobOptions;
 use super::console;
 use super::events::ConsoleEvents;
+use super::ledger::{self, Account};
 use super::outcome::JobError;
 use crate::backend::Database;
 use crate::sandbox::{Conventions, Direction, Instance, Limits, Runtime};
-use crate::wit::{DatabaseReport, Options, PlannedDatabase};
+use crate::text::printable_message;
+use crate::wit::{DatabaseReport, DbError, Options, PlannedDatabase};
+use std::collections::BTreeMap;
 use std::path::Path;
 use tokio::sync::MutexGuard;
 
@@ -45,8 +48,8 @@ pub(super) async fn instance(runtime: &Runtime, events: ConsoleEvents, limits: L
     runtime.instantiate(Box::new(events), limits).await.map_err(|e| JobError::Failed(format!("{e:#}")))
 }
 
-/// One database migrated: the target handed back (to commit or discard), and what the
-/// component reported.
+/// One database migrated: the target handed back (to commit or discard), and its report: the
+/// host's own counts (a dry run: the component's predictions), with the component's checksums.
 pub(super) struct Migrated {
     pub target: Option<Database>,
     pub outcome: Result<DatabaseReport, JobError>,
@@ -68,12 +71,22 @@ pub(super) async fn migrate_database(
     };
     instance.allow_drop(shared.force());
     instance.set_progress_scope(&db.postgres_database);
+    let source_counts = ledger::count_source(&source).await;
     let handles = instance.add_handle(source).and_then(|s| Ok((s, instance.add_handle(target)?)));
     let (source, target) = match handles {
         Ok(handles) => handles,
         Err(e) => return Migrated { target: None, outcome: Err(JobError::Failed(e.to_string())) },
     };
     let options = shared.component_options();
+    let account = match open_account(shared, &mut instance, db, source_counts).await {
+        Ok(account) => account,
+        Err(e) => {
+            let _ = instance.take_handle(source);
+            let target = instance.take_handle(target).ok();
+            instance.release_all();
+            return Migrated { target, outcome: Err(e) };
+        }
+    };
     let outcome = match setup_turn.is_some() {
         true => {
             let (loading_tx, loading) = tokio::sync::oneshot::channel();
@@ -92,12 +105,73 @@ pub(super) async fn migrate_database(
         false => instance.migrate(shared.direction, db, &source, &target, options).await,
     };
     drop(setup_turn);
+    let (delivered, accepted) = (instance.tally(&source), instance.tally(&target));
+    let rejects = instance.rejects_by_table();
     let _ = instance.take_handle(source);
     let target = instance.take_handle(target).ok();
     // Whatever the component still holds (an open COPY after a trap) goes before any cleanup.
     instance.release_all();
     let outcome = outcome.map_err(|e| JobError::Failed(e.to_string())).and_then(|r| r.map_err(JobError::from_failure));
+    let outcome = match (outcome, &target) {
+        (Ok(claimed), Some(target)) if !shared.options.dry_run => {
+            let mut account = account;
+            for (table, rows) in &delivered.delivered {
+                account.delivered(table, *rows);
+            }
+            for (table, rows) in &accepted.accepted {
+                account.accepted(table, *rows);
+            }
+            for (table, rows) in &rejects {
+                account.rejected(table, *rows);
+            }
+            settle(&mut account, target, &claimed, shared.options.skip_rejects).await
+        }
+        (outcome, _) => outcome,
+    };
     Migrated { target, outcome }
+}
+
+/// Start the host's account of `db`: its own count of every source table (taken before the
+/// component reads any, in the job's snapshot) and where the component says each one goes.
+async fn open_account(
+    shared: &Shared<'_>,
+    instance: &mut Instance,
+    db: &PlannedDatabase,
+    source_counts: Result<BTreeMap<String, u64>, DbError>,
+) -> Result<Account, JobError> {
+    let name = &db.postgres_database;
+    let counts =
+        source_counts.map_err(|e| JobError::Failed(format!("{name}: counting the source's tables: {}", e.message)))?;
+    let tables: Vec<String> = counts.keys().cloned().collect();
+    let feeds = match instance.feeds(db, &tables).await.map_err(|e| JobError::Failed(format!("{e:#}")))? {
+        Some(feeds) => ledger::feeds_from_component(feeds),
+        None => ledger::default_feeds(&tables, &shared.conventions.meta_table),
+    };
+    Account::new(name, counts, feeds).map_err(|e| JobError::Failed(printable_message(&e)))
+}
+
+/// Count every target table inside the transaction and decide, on the host's counts alone,
+/// whether every source row is accounted for; the report then carries those counts.
+async fn settle(
+    account: &mut Account,
+    target: &Database,
+    claimed: &DatabaseReport,
+    skip_rejects: bool,
+) -> Result<DatabaseReport, JobError> {
+    let name = account.database().to_string();
+    account.count_targets(target).await.map_err(|e| {
+        JobError::Verification(format!(
+            "{name}: the host could not count the target's tables before committing: {}; nothing committed",
+            e.message
+        ))
+    })?;
+    match account.settle(skip_rejects) {
+        Ok(lines) => Ok(account.accounted_report(&lines, claimed)),
+        Err(problems) => Err(JobError::Verification(format!(
+            "{name}: the host's own count does not account for every source row; nothing committed:\n  {}",
+            problems.iter().map(|p| printable_message(p)).collect::<Vec<_>>().join("\n  ")
+        ))),
+    }
 }
 
 /// The success lines for one database: `<Kind> <what>: [<app>: ]<file>`, then a line per table

@@ -13,6 +13,7 @@
 //! | this one | the spec, the steps every job takes, the report |
 //! | `to_postgres.rs`, `to_sqlite.rs` | what differs between the two directions |
 //! | `flow.rs` | what they share per database |
+//! | `ledger.rs` | the host's own account of every row, which decides whether a database commits |
 //! | `schedule.rs` | which database runs when, on which thread, at what priority |
 //! | `swap.rs` | moving built SQLite files into place, with backups |
 //! | `databases.rs` | the admin connection, names a plan may use, removing created databases |
@@ -26,6 +27,7 @@ pub mod datadir;
 pub mod events;
 mod flow;
 pub mod in_use;
+mod ledger;
 pub mod outcome;
 pub mod progress;
 pub mod report;

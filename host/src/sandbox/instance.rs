@@ -6,10 +6,11 @@ use super::conventions::Conventions;
 use super::limits::Limits;
 use super::state::HostState;
 use crate::backend::Database;
+use crate::capability::Tally;
 use crate::capability::typed;
 use crate::text::printable;
 use crate::wit::blocklet::migrate::database::Handle;
-use crate::wit::exports::blocklet::migrate::{conventions, migrator};
+use crate::wit::exports::blocklet::migrate::{accounting, conventions, migrator};
 use crate::wit::{ComponentInfo, DatabaseReport, Failure, Options, PlannedDatabase, SourceLayout};
 use anyhow::anyhow;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct Instance {
     limits: Limits,
     deadline: Option<std::time::Instant>,
     conventions: Arc<Conventions>,
+    /// The component's `accounting` export (WIT 1.3); components built before lack it.
+    accounting: Option<accounting::Guest>,
 }
 
 /// Await a component call within the job's wall-clock limit, explaining traps.
@@ -54,7 +57,40 @@ impl Instance {
     pub(super) fn new(store: Store<HostState>, migrator: migrator::Guest, limits: Limits) -> Instance {
         let deadline = (limits.timeout_seconds > 0)
             .then(|| std::time::Instant::now() + std::time::Duration::from_secs(limits.timeout_seconds));
-        Instance { store, migrator, limits, deadline, conventions: Arc::new(Conventions::blocklet_server_1_17()) }
+        Instance {
+            store,
+            migrator,
+            limits,
+            deadline,
+            conventions: Arc::new(Conventions::blocklet_server_1_17()),
+            accounting: None,
+        }
+    }
+
+    pub(super) fn set_accounting(&mut self, accounting: Option<accounting::Guest>) {
+        self.accounting = accounting;
+    }
+
+    /// Where the component says each of `source_tables` of `db` goes; `None` from a component
+    /// built before WIT 1.3, which does not say.
+    pub async fn feeds(
+        &mut self,
+        db: &PlannedDatabase,
+        source_tables: &[String],
+    ) -> anyhow::Result<Option<Vec<accounting::TableFeed>>> {
+        let Some(export) = self.accounting.clone() else { return Ok(None) };
+        guarded!(self, export.call_feeds(&mut self.store, db, source_tables)).map(Some)
+    }
+
+    /// The rows the host itself moved through `handle`: what its cursors delivered and what
+    /// the database accepted from its bulk loads.
+    pub fn tally(&self, handle: &Resource<Handle>) -> Tally {
+        self.store.data().database.tally(handle.rep())
+    }
+
+    /// Rejected rows the component reported, per table name it gave.
+    pub fn rejects_by_table(&self) -> std::collections::HashMap<String, u64> {
+        self.store.data().events.rejects_by_table().clone()
     }
 
     /// Ask a 1.3 component for its conventions.

@@ -9,7 +9,7 @@ use super::limits::{CpuMeter, Limits, MemoryCap};
 use super::state::HostState;
 use super::version::{HOST_WIT_VERSION, check_wit_version};
 use crate::capability::{self, EventSink};
-use crate::wit::exports::blocklet::migrate::{conventions, migrator};
+use crate::wit::exports::blocklet::migrate::{accounting, conventions, migrator};
 use anyhow::{Context, anyhow};
 use std::sync::{Arc, OnceLock};
 use wasmtime::component::{Component, Linker};
@@ -76,24 +76,31 @@ impl Runtime {
             // Yield so that other jobs on the same threads make progress too.
             Ok(UpdateDeadline::Yield(1))
         });
-        let (migrator, conventions) = async {
+        let (migrator, conventions, accounting) = async {
             let pre = self.linker.instantiate_pre(&self.component)?;
             let migrator = migrator::GuestIndices::new(&pre)?;
-            // Components built before 1.3 do not export the conventions.
+            // Components built before 1.3 export neither the conventions nor the accounting.
             let conventions_export = format!("blocklet:migrate/conventions@{HOST_WIT_VERSION}");
             let conventions = match pre.component().get_export_index(None, &conventions_export) {
                 Some(_) => Some(conventions::GuestIndices::new(&pre)?),
                 None => None,
             };
+            let accounting_export = format!("blocklet:migrate/accounting@{HOST_WIT_VERSION}");
+            let accounting = match pre.component().get_export_index(None, &accounting_export) {
+                Some(_) => Some(accounting::GuestIndices::new(&pre)?),
+                None => None,
+            };
             let instance = pre.instantiate_async(&mut store).await?;
             let migrator = migrator.load(&mut store, &instance)?;
             let conventions = conventions.map(|c| c.load(&mut store, &instance)).transpose()?;
-            Ok::<_, wasmtime::Error>((migrator, conventions))
+            let accounting = accounting.map(|a| a.load(&mut store, &instance)).transpose()?;
+            Ok::<_, wasmtime::Error>((migrator, conventions, accounting))
         }
         .await
         .map_err(|e| anyhow!("{e}"))
         .context("cannot instantiate the migration component (was it built for this WIT version?)")?;
         let mut instance = Instance::new(store, migrator, limits);
+        instance.set_accounting(accounting);
         let conventions = match self.conventions.get() {
             Some(known) => known.clone(),
             None => {

@@ -15,6 +15,7 @@ struct Component;
 export!(Component);
 
 include!("../../conventions.rs");
+include!("../../accounting.rs");
 
 const TARGET: &str = "template1";
 

@@ -21,6 +21,7 @@ struct Component;
 export!(Component);
 
 include!("../../conventions.rs");
+include!("../../accounting.rs");
 
 /// Outside the data dir: a sibling of `.blocklet-server`.
 const READ_OUTSIDE: &str = "../secret.db";

@@ -9,7 +9,10 @@
 //! `--skip-rejects`). The per-table lines and the report's counts come from here; the
 //! component's own counts and checksums are an extra check, never the decision.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::backend::{Database, Source};
+use crate::wit::exports::blocklet::migrate::accounting::{Destination as WitDestination, TableFeed};
+use crate::wit::{DatabaseReport, DbError, TableReport};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What happens to one source table's rows, as the component declares it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +28,30 @@ pub enum Destination {
 pub struct Feed {
     pub source_table: String,
     pub destination: Destination,
+}
+
+/// The component's feeds in the ledger's terms.
+pub fn feeds_from_component(feeds: Vec<TableFeed>) -> Vec<Feed> {
+    feeds
+        .into_iter()
+        .map(|f| Feed {
+            source_table: f.source_table,
+            destination: match f.destination {
+                WitDestination::CopiedTo(t) => Destination::CopiedTo(t),
+                WitDestination::NotCopied(why) => Destination::NotCopied(why),
+            },
+        })
+        .collect()
+}
+
+/// The host's own count of every table of `source`, in the job's snapshot.
+pub async fn count_source(source: &Database) -> Result<BTreeMap<String, u64>, DbError> {
+    let mut counts = BTreeMap::new();
+    for table in source.list_tables().await? {
+        let rows = source.count_rows(&table).await?;
+        counts.insert(table, rows);
+    }
+    Ok(counts)
 }
 
 /// Where each source table goes when a component does not declare it (components built for WIT
@@ -112,12 +139,6 @@ impl Account {
         })
     }
 
-    /// Whether the job writes `table` in this database's target (the only tables a target
-    /// handle may read back).
-    pub fn writes(&self, table: &str) -> bool {
-        self.target_tables().any(|t| t == table)
-    }
-
     /// Rows a host cursor delivered from a source table.
     pub fn delivered(&mut self, source_table: &str, rows: u64) {
         *self.delivered.entry(source_table.to_string()).or_default() += rows;
@@ -128,14 +149,49 @@ impl Account {
         *self.accepted.entry(target_table.to_string()).or_default() += rows;
     }
 
-    /// One row the component reported as rejected, under the table name it gave.
-    pub fn rejected(&mut self, table: &str) {
-        *self.rejected.entry(table.to_string()).or_default() += 1;
+    /// Rows the component reported as rejected, under the table name it gave.
+    pub fn rejected(&mut self, table: &str, rows: u64) {
+        *self.rejected.entry(table.to_string()).or_default() += rows;
     }
 
     /// The host's count of a target table, taken inside the transaction just before commit.
     pub fn counted_target(&mut self, target_table: &str, rows: u64) {
         self.target_rows.insert(target_table.to_string(), rows);
+    }
+
+    /// Count every target table the feeds name, inside the target's transaction.
+    pub async fn count_targets(&mut self, target: &Database) -> Result<(), DbError> {
+        let tables: Vec<String> = self.target_tables().map(str::to_string).collect();
+        for table in tables {
+            let rows = target.count_rows(&table).await?;
+            self.counted_target(&table, rows);
+        }
+        Ok(())
+    }
+
+    /// The component's report with the host's counts in place of the component's: the tables
+    /// in the component's order (those it did not report after them), each with the host's
+    /// source, target and rejected rows and the component's checksum.
+    pub fn accounted_report(&self, lines: &[TableLine], claimed: &DatabaseReport) -> DatabaseReport {
+        let checksums: HashMap<&str, &str> =
+            claimed.tables.iter().map(|t| (t.table.as_str(), t.checksum.as_str())).collect();
+        let position: HashMap<&str, usize> =
+            claimed.tables.iter().enumerate().map(|(i, t)| (t.table.as_str(), i)).collect();
+        let mut copied: Vec<&TableLine> = lines.iter().filter(|l| l.target_table.is_some()).collect();
+        copied.sort_by_key(|l| position.get(l.source_table.as_str()).copied().unwrap_or(usize::MAX));
+        DatabaseReport {
+            tables: copied
+                .into_iter()
+                .map(|l| TableReport {
+                    table: l.source_table.clone(),
+                    source_rows: l.source_rows,
+                    target_rows: l.target_rows.unwrap_or(0),
+                    rejected_rows: l.rejected_rows,
+                    checksum: checksums.get(l.source_table.as_str()).unwrap_or(&"").to_string(),
+                })
+                .collect(),
+            rejected_rows: self.rejected_total(),
+        }
     }
 
     /// Rows the host's bulk loads put into `target_table`.
@@ -191,16 +247,21 @@ impl Account {
             } else if target_rows != expected {
                 let missing = expected.saturating_sub(target_rows);
                 let extra = target_rows.saturating_sub(expected);
+                let seen = format!(
+                    "(the host's cursors read {} rows of it; its bulk loads put {} rows into {target})",
+                    self.delivered_from(&feed.source_table),
+                    self.accepted_into(target)
+                );
                 problems.push(if missing > 0 {
                     format!(
                         "{db}.{target}: {source_rows} rows in source table {}, {rejected_rows} reported rejected, \
-                         but {target_rows} in the target: {missing} rows are not accounted for",
+                         but {target_rows} in the target: {missing} rows are not accounted for {seen}",
                         feed.source_table
                     )
                 } else {
                     format!(
                         "{db}.{target}: {source_rows} rows in source table {}, {rejected_rows} reported rejected, \
-                         but {target_rows} in the target: {extra} rows the source does not have",
+                         but {target_rows} in the target: {extra} rows the source does not have {seen}",
                         feed.source_table
                     )
                 });
@@ -254,6 +315,7 @@ mod tests {
         let problems = a.settle(false).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("server_db.blocklets") && problems[0].contains("2 rows are not accounted for"));
+        assert!(problems[0].contains("its bulk loads put 0 rows into blocklets"), "{problems:?}");
     }
 
     #[test]
@@ -268,7 +330,7 @@ mod tests {
     #[test]
     fn rejected_rows_settle_only_with_skip_rejects() {
         let mut a = account();
-        a.rejected("users");
+        a.rejected("users", 1);
         a.counted_target("users", 2);
         a.counted_target("blocklets", 2);
         assert!(a.settle(false).unwrap_err()[0].contains("only --skip-rejects allows"));
@@ -280,7 +342,7 @@ mod tests {
     fn rejects_cannot_cover_more_rows_than_the_source_has() {
         let mut a = account();
         for _ in 0..5 {
-            a.rejected("users");
+            a.rejected("users", 1);
         }
         a.counted_target("users", 0);
         a.counted_target("blocklets", 2);
@@ -310,10 +372,8 @@ mod tests {
     }
 
     #[test]
-    fn the_job_writes_only_copied_targets() {
-        let a = account();
-        assert!(a.writes("users") && !a.writes("SequelizeMeta") && !a.writes("secrets"));
-        assert_eq!(a.target_tables().collect::<Vec<_>>(), ["users", "blocklets"]);
+    fn the_copied_targets_are_counted() {
+        assert_eq!(account().target_tables().collect::<Vec<_>>(), ["users", "blocklets"]);
     }
 
     #[test]
