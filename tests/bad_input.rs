@@ -16,16 +16,13 @@
 //! * **Initialised but never started server**: `never_started_data_dir_gives_hint` in
 //!   `sqlite_to_postgres.rs`.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use blocklet_migrate_test_support::*;
 use serde_json::Value;
 use tempfile::TempDir;
 

@@ -6,16 +6,13 @@
 //! left, empty), no lock file claims a migration, the source is unchanged, and a re-run
 //! completes and verifies. The reverse direction's kill -9 is in `postgres_to_sqlite.rs`.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use blocklet_migrate_test_support::*;
 use tempfile::TempDir;
 
 /// Generated `audit_logs` rows: enough for the copy itself to take a while.

@@ -11,15 +11,12 @@
 //! * Compiled components are cached on disk; a truncated or scrambled entry is recompiled and
 //!   rewritten, never trusted.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use blocklet_migrate_test_support::*;
 use tempfile::TempDir;
 
 /// The migration only the extra component knows.

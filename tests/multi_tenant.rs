@@ -4,14 +4,11 @@
 //! alone (exit 1, its cluster left without a row); the other 15 complete and verify; the batch
 //! exits non-zero and reports the peak memory of the host process.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use blocklet_migrate_test_support::*;
 use serde_json::Value;
 use tempfile::TempDir;
 

@@ -2,20 +2,17 @@
 //! 1.17.12 demo fixture.
 //!
 //! The PostgreSQL side is always made by the tool itself: the fixture copy is first migrated with
-//! `--dialect postgres` into a throwaway cluster ([`common::PgCluster`], one per test, because the
+//! `--dialect postgres` into a throwaway cluster ([`blocklet_migrate_test_support::PgCluster`], one per test, because the
 //! database names are fixed), then written back with `--dialect sqlite` into the same data dir.
-//! SQLite files are only ever read through private copies ([`common::SqliteSnapshot`]), so reading
+//! SQLite files are only ever read through private copies ([`blocklet_migrate_test_support::SqliteSnapshot`]), so reading
 //! them can't change what a test compares. Every assertion message carries the tool's full output.
-
-#[path = "common/mod.rs"]
-mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use blocklet_migrate_test_support::*;
 
 const SERVER: &str = "server_db";
 
@@ -432,7 +429,7 @@ fn killed_mid_write_leaves_old_files_usable() {
     // How long a complete run takes, measured on a second copy of the data dir (the run only reads
     // PostgreSQL), so the kills below can be spread over the whole job.
     let tmp2 = fixture_copy();
-    let data_dir2 = common::data_dir(tmp2.path());
+    let data_dir2 = blocklet_migrate_test_support::data_dir(tmp2.path());
     let t0 = Instant::now();
     let full = to_sqlite(&pg, &data_dir2);
     let full_time = t0.elapsed();

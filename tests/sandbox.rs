@@ -16,14 +16,11 @@
 //!
 //! The components are built once per test run (see [`test_components_dir`]).
 
-#[path = "common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use blocklet_migrate_test_support::*;
 use tempfile::TempDir;
 
 /// The limits every hostile run gets, unless a case says otherwise.

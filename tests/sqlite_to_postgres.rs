@@ -1,19 +1,16 @@
 //! End-to-end tests of `blocklet-migrate --dialect postgres` against the real 1.17.12 demo fixture.
 //!
-//! Every test gets its own fixture copy ([`common::fixture_copy`]) and, when it needs a server, its
-//! own throwaway PostgreSQL cluster ([`common::PgCluster`]). The product uses fixed database names,
+//! Every test gets its own fixture copy ([`blocklet_migrate_test_support::fixture_copy`]) and, when it needs a server, its
+//! own throwaway PostgreSQL cluster ([`blocklet_migrate_test_support::PgCluster`]). The product uses fixed database names,
 //! so clusters can't be shared between tests that run in parallel. Every assertion message carries
-//! the tool's full output (`{:?}` of [`common::Output`]).
-
-#[path = "common/mod.rs"]
-mod common;
+//! the tool's full output (`{:?}` of [`blocklet_migrate_test_support::Output`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use common::*;
+use blocklet_migrate_test_support::*;
 
 const SERVER: &str = "server_db";
 

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use blocklet_migrate_test_support::quote_ident;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
@@ -103,10 +104,6 @@ pub fn prepare(data_dir: &Path, schemas: &Schemas) -> Result<Prepared> {
     Ok(out)
 }
 
-fn quote(id: &str) -> String {
-    format!("\"{}\"", id.replace('"', "\"\""))
-}
-
 fn encode_table(
     conn: &Connection,
     src: &SourceDb,
@@ -124,8 +121,8 @@ fn encode_table(
             bail!("{}.{table}.{p}: SQLite column without a PostgreSQL column", src.pg_name);
         }
     }
-    let list = cols.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
-    let copy_sql = format!("COPY public.{} ({list}) FROM STDIN (FORMAT binary)", quote(table));
+    let list = cols.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let copy_sql = format!("COPY public.{} ({list}) FROM STDIN (FORMAT binary)", quote_ident(table));
     let mut chunks = Vec::new();
     let mut buf = Vec::with_capacity(CHUNK + 64 * 1024);
     begin_frame(&mut buf);
@@ -134,7 +131,7 @@ fn encode_table(
     buf.extend_from_slice(&0i32.to_be_bytes());
     let mut rows = 0u64;
     let mut copy_bytes = 0u64;
-    let sql = format!("SELECT {list} FROM {}", quote(table));
+    let sql = format!("SELECT {list} FROM {}", quote_ident(table));
     let mut st = conn.prepare(&sql)?;
     let mut q = st.query([])?;
     while let Some(row) = q.next()? {
@@ -399,7 +396,8 @@ pub fn load(port: u16, data: &Prepared, plan: CeilingPlan, prefix: &str, nodelay
     let all: Vec<usize> = (0..data.dbs.len()).collect();
     parallel(jobs, all.clone(), |d| {
         let mut admin = PgWire::connect(port, "postgres", nodelay)?;
-        admin.execute(&format!("CREATE DATABASE {} WITH TEMPLATE template0 ENCODING 'UTF8'", quote(&names[d])))?;
+        admin
+            .execute(&format!("CREATE DATABASE {} WITH TEMPLATE template0 ENCODING 'UTF8'", quote_ident(&names[d])))?;
         admin.close();
         Ok(())
     })?;

@@ -12,14 +12,14 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use rusqlite::{Connection, params};
 
 use crate::rng::{Rng, date_only, days_from_civil, sequelize_timestamp};
+use blocklet_migrate_test_support::{fixture_dir, try_copy_tree};
 
 /// Rows per SQLite transaction while generating.
 const TX_ROWS: usize = 100_000;
@@ -70,11 +70,6 @@ pub struct Generated {
     pub reused: bool,
 }
 
-/// The demo fixture in the repository (the directory holding `.blocklet-server`).
-pub fn fixture_root() -> PathBuf {
-    crate::repo_root().join("tests").join("fixtures").join("blocklet-1.17.12-demo")
-}
-
 fn marker_text(rows: u64, seed: u64) -> String {
     format!("generator={GENERATOR_VERSION} rows={rows} seed={seed}\n")
 }
@@ -116,9 +111,9 @@ pub fn generate(rows: u64, seed: u64, out: &Path) -> Result<Generated> {
 
 /// The copy and the rows, into `out` (which does not exist).
 fn fill(rows: u64, seed: u64, out: &Path) -> Result<BTreeMap<(String, String), u64>> {
-    let src = fixture_root();
+    let src = fixture_dir();
     ensure!(src.join(".blocklet-server/config.yml").is_file(), "demo fixture not found at {}", src.display());
-    copy_tree(&src, out)?;
+    try_copy_tree(&src, out)?;
     let data_dir = out.join(".blocklet-server");
     let server_did = config_did(&data_dir.join("config.yml"))?;
     let app_dir = first_app_dir(&data_dir)?;
@@ -201,30 +196,6 @@ fn fill(rows: u64, seed: u64, out: &Path) -> Result<BTreeMap<(String, String), u
     }
 
     Ok(added)
-}
-
-/// Recursive copy; the fixture is read-only, the copy is made writable.
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    fs::create_dir_all(dst).with_context(|| format!("mkdir {}", dst.display()))?;
-    fs::set_permissions(dst, fs::Permissions::from_mode(0o755))?;
-    let mut entries: Vec<_> = fs::read_dir(src)?.collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let from = e.path();
-        let to = dst.join(e.file_name());
-        let ft = e.file_type()?;
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
-        } else if ft.is_dir() {
-            copy_tree(&from, &to)?;
-        } else if ft.is_file() {
-            fs::copy(&from, &to).with_context(|| format!("copy {} -> {}", from.display(), to.display()))?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(0o644))?;
-        } else {
-            bail!("unexpected special file {}", from.display());
-        }
-    }
-    Ok(())
 }
 
 fn config_did(config: &Path) -> Result<String> {

@@ -7,7 +7,6 @@
 //!   the ratios and peak RSS; exit 1 when a goal is missed (see [`run`]).
 
 mod ceiling;
-mod cluster;
 mod generate;
 mod measure;
 mod reverse;
@@ -19,13 +18,8 @@ mod wire;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use blocklet_migrate_test_support::workspace_root;
 use clap::{Parser, Subcommand};
-
-/// The workspace root (where `tests/`, `guest/` and `target/` live).
-pub fn repo_root() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    p.canonicalize().unwrap_or(p)
-}
 
 #[derive(Parser)]
 #[command(about = "Benchmark data generator and runner for blocklet-migrate")]
@@ -182,7 +176,7 @@ fn main() {
                 data_dir,
                 repeat,
                 ceiling_jobs,
-                bin: bin.unwrap_or_else(|| repo_root().join("target/release/blocklet-migrate")),
+                bin: bin.unwrap_or_else(|| workspace_root().join("target/release/blocklet-migrate")),
                 pgloader: !no_pgloader,
                 original_rows_per_sec,
                 min_ceiling_ratio,

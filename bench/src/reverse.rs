@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use blocklet_migrate_test_support::quote_ident;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 
@@ -53,7 +54,7 @@ pub fn load_sources(data_dir: &Path) -> Result<Vec<SqliteFile>> {
                 continue;
             }
             file.tables_sql.push(sql);
-            let mut st = conn.prepare(&format!("SELECT * FROM \"{}\"", name.replace('"', "\"\"")))?;
+            let mut st = conn.prepare(&format!("SELECT * FROM {}", quote_ident(&name)))?;
             let columns = st.column_count();
             let mut values = Vec::new();
             let mut rows = st.query([])?;
@@ -89,7 +90,7 @@ pub fn insert_loop(files: &[SqliteFile], dir: &Path) -> Result<Duration> {
                 continue;
             }
             let marks = vec!["?"; *columns].join(", ");
-            let mut st = conn.prepare(&format!("INSERT INTO \"{}\" VALUES ({marks})", table.replace('"', "\"\"")))?;
+            let mut st = conn.prepare(&format!("INSERT INTO {} VALUES ({marks})", quote_ident(table)))?;
             for row in values.chunks(*columns) {
                 st.execute(rusqlite::params_from_iter(row.iter()))?;
             }
@@ -134,8 +135,7 @@ pub fn count_rows(dir: &Path, files: &[SqliteFile]) -> Result<u64> {
     for file in files {
         let conn = Connection::open_with_flags(dir.join(&file.relative), OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         for (table, _, _) in &file.tables {
-            let n: i64 =
-                conn.query_row(&format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\"")), [], |r| r.get(0))?;
+            let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(table)), [], |r| r.get(0))?;
             total += n as u64;
         }
     }

@@ -3,6 +3,8 @@
 //! Our own generator rather than `rand`, so that a seed gives the same data dir with any
 //! version of any crate.
 
+pub use blocklet_migrate_test_support::{civil_from_days, days_from_civil};
+
 /// SplitMix64: tiny, fast, and good enough for test data.
 pub struct Rng(u64);
 
@@ -85,31 +87,6 @@ impl Rng {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian; H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Milliseconds since the epoch → Sequelize's SQLite form `2026-11-25 19:18:38.463 +00:00`.
 pub fn sequelize_timestamp(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
@@ -128,16 +105,6 @@ pub fn date_only(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_round_trip() {
-        for days in [-1000, 0, 59, 60, 365, 20_417, 20_782, 100_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2000, 1, 1), 10_957);
-    }
 
     #[test]
     fn timestamp_shape() {

@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::ceiling::{self, CeilingPlan, CeilingTimes, Prepared};
-use crate::cluster::{self, Cluster};
 use crate::measure;
 use crate::schema::Schemas;
+use blocklet_migrate_test_support::{
+    ClusterOptions, PgCluster, SETTINGS, default_parent, describe_storage, pin_current_thread, quote_ident,
+    workspace_root,
+};
 
 pub struct RunArgs {
     pub rows: u64,
@@ -42,7 +45,7 @@ pub struct RunArgs {
     pub socket_diagnostic: bool,
     /// PostgreSQL on CPU 0, every client on the other CPUs (a diagnostic, see `run --help`).
     pub pin_postgres: bool,
-    /// Where the cluster lives; `None`: [`cluster::default_parent`].
+    /// Where the cluster lives; `None`: [`default_parent`].
     pub cluster_dir: Option<PathBuf>,
 }
 
@@ -64,7 +67,7 @@ struct Samples {
     /// The contender's own CPU time (user + sys): our CLI, pgloader, or the bench's own process
     /// for the in-process contenders (ceiling client, rusqlite loop).
     cpu: Vec<Duration>,
-    /// What the PostgreSQL server spent meanwhile ([`Cluster::cpu_time`]).
+    /// What the PostgreSQL server spent meanwhile ([`PgCluster::cpu_time`]).
     pg_cpu: Vec<Duration>,
     phases: Vec<CeilingTimes>,
     /// From our CLI's report: ms from process start to the first row sent to a target.
@@ -110,7 +113,7 @@ fn median_of<T: Ord + Copy>(v: &[T]) -> Option<T> {
 }
 
 /// Run `f`, returning also the CPU the PostgreSQL server spent meanwhile.
-fn with_server_cpu<T>(cluster: &Cluster, f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
+fn with_server_cpu<T>(cluster: &PgCluster, f: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
     let before = cluster.cpu_time()?;
     let out = f()?;
     Ok((out, cluster.cpu_time()? - before))
@@ -142,7 +145,7 @@ impl Samples {
 
 /// The cached data dir for (rows, seed), generated when missing.
 fn cached_data(rows: u64, seed: u64) -> Result<PathBuf> {
-    let dir = crate::repo_root().join("target").join("bench-data").join(format!("rows-{rows}-seed-{seed}"));
+    let dir = workspace_root().join("target").join("bench-data").join(format!("rows-{rows}-seed-{seed}"));
     fs::create_dir_all(dir.parent().expect("parent"))?;
     let g = crate::generate::generate(rows, seed, &dir)?;
     if g.reused {
@@ -174,17 +177,17 @@ fn mb(bytes: u64) -> f64 {
 }
 
 /// Check a load against the rows the source has. Returns the mismatches.
-fn check_counts(cluster: &Cluster, p: &Prepared) -> Result<Vec<String>> {
+fn check_counts(cluster: &PgCluster, p: &Prepared) -> Result<Vec<String>> {
     let mut by_db: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
     for (db, t, n) in &p.expected {
         by_db.entry(db.as_str()).or_default().push((t.as_str(), *n));
     }
     let mut bad = Vec::new();
     for (db, tables) in by_db {
-        let got: BTreeMap<String, u64> = cluster.row_counts(db)?.into_iter().collect();
+        let got = cluster.try_table_counts(db)?;
         for (t, n) in tables {
             match got.get(t) {
-                Some(g) if *g == n => {}
+                Some(&g) if g as u64 == n => {}
                 Some(g) => bad.push(format!("{db}.{t}: {g} rows, source has {n}")),
                 None => bad.push(format!("{db}.{t}: missing")),
             }
@@ -213,7 +216,7 @@ fn pgloader_source(data_dir: &Path, work: &Path) -> Result<(PathBuf, u64)> {
         st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
     };
     for idx in &expr {
-        db.execute_batch(&format!("DROP INDEX \"{idx}\""))?;
+        db.execute_batch(&format!("DROP INDEX {}", quote_ident(idx)))?;
     }
     db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     let tables: Vec<String> = {
@@ -224,7 +227,7 @@ fn pgloader_source(data_dir: &Path, work: &Path) -> Result<(PathBuf, u64)> {
     };
     let mut rows = 0u64;
     for t in tables {
-        let n: i64 = db.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0))?;
+        let n: i64 = db.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&t)), [], |r| r.get(0))?;
         rows += n as u64;
     }
     db.close().map_err(|(_, e)| e)?;
@@ -257,7 +260,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         "{} not found: build it first (cargo build --release -p blocklet-migrate)",
         args.bin.display()
     );
-    let repo = crate::repo_root();
+    let repo = workspace_root();
     let root = match &args.data_dir {
         Some(d) => d.clone(),
         None => cached_data(args.rows, args.seed)?,
@@ -292,22 +295,23 @@ pub fn run(args: RunArgs) -> Result<i32> {
         ensure!(cpus >= 2, "--pin-postgres needs at least 2 CPUs");
         // Before any thread starts: the ceiling's and the loop's threads, and every child
         // (launcher, our CLI, pgloader), inherit the bench's affinity.
-        cluster::pin_current_thread(1..cpus)?;
+        pin_current_thread(1..cpus)?;
         Some(format!("pinned: PostgreSQL on CPU 0, every client on CPU 1–{} (diagnostic)", cpus - 1))
     } else {
         None
     };
     let cluster_parent = match &args.cluster_dir {
         Some(d) => d.clone(),
-        None => cluster::default_parent(args.rows),
+        None => default_parent(args.rows),
     };
-    let cluster = Cluster::start(&cluster_parent, args.pin_postgres)?;
-    let version = cluster.version()?;
-    let storage = cluster::describe_storage(&cluster_parent);
-    let settings = cluster::SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+    let cluster =
+        PgCluster::try_start(&ClusterOptions { parent: Some(cluster_parent.clone()), pin_to_cpu0: args.pin_postgres })?;
+    let version = cluster.try_psql("postgres", "SHOW server_version")?;
+    let storage = describe_storage(&cluster_parent);
+    let settings = SETTINGS.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
     println!(
         "cluster: PostgreSQL {version} on 127.0.0.1:{} (throwaway, {storage}), {settings}; the same for every contender",
-        cluster.port
+        cluster.port()
     );
     if let Some(p) = &pinning {
         println!("{p}");
@@ -333,7 +337,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     let tcp_url = cluster.url();
     let socket_url =
-        format!("postgres://postgres@localhost:{}/postgres?host={}", cluster.port, cluster.socket_dir().display());
+        format!("postgres://postgres@localhost:{}/postgres?host={}", cluster.port(), cluster.socket_dir().display());
 
     // Validation and warm-up: our CLI must migrate this data dir with exit 0.
     cluster.reset()?;
@@ -373,7 +377,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         for &plan in &plans {
             cluster.reset()?;
             let ((times, pg_cpu), own) = with_own_cpu(|| {
-                with_server_cpu(&cluster, || ceiling::load(cluster.port, &prepared, plan, "", !args.ceiling_nagle))
+                with_server_cpu(&cluster, || ceiling::load(cluster.port(), &prepared, plan, "", !args.ceiling_nagle))
             })?;
             if round == 1 {
                 let bad = check_counts(&cluster, &prepared)?;
@@ -438,11 +442,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         // row is not behind PostgreSQL's own CREATE DATABASE (~0.1–0.4 s each here).
         cluster.reset()?;
         for db in &prepared.dbs {
-            cluster.psql("postgres", &format!("CREATE DATABASE \"{}\"", db.source.pg_name))?;
+            cluster.try_psql("postgres", &format!("CREATE DATABASE \"{}\"", db.source.pg_name))?;
         }
         // Like every measurement: start on a checkpointed cluster, not behind the flush of
         // what these CREATE DATABASEs wrote.
-        cluster.psql("postgres", "CHECKPOINT")?;
+        cluster.try_psql("postgres", "CHECKPOINT")?;
         let warm_report = logs.join(format!("warm-{round}.json"));
         let r = measure::run(ours_cmd(tcp_url.clone(), &warm_report), &logs.join(format!("warm-{round}")))?;
         ensure!(
@@ -461,12 +465,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
         if let (Some(bin), Some((file, server_rows))) = (&pgloader, &pgl_source) {
             cluster.reset()?;
-            cluster.psql("postgres", "CREATE DATABASE pgloader_server_db")?;
+            cluster.try_psql("postgres", "CREATE DATABASE pgloader_server_db")?;
             let mut c = Command::new(bin);
             c.arg(format!("sqlite://{}", file.display()))
-                .arg(format!("postgresql://postgres@127.0.0.1:{}/pgloader_server_db", cluster.port));
+                .arg(format!("postgresql://postgres@127.0.0.1:{}/pgloader_server_db", cluster.port()));
             let (r, pg_cpu) = with_server_cpu(&cluster, || measure::run(c, &logs.join(format!("pgloader-{round}"))))?;
-            let loaded: u64 = cluster.row_counts("pgloader_server_db")?.iter().map(|(_, n)| n).sum();
+            let loaded: u64 = cluster.try_table_counts("pgloader_server_db")?.values().map(|&n| n as u64).sum();
             println!(
                 "round {round}: pgloader (server.db) {:.2} s, exit {}, {} of {} rows loaded, peak RSS {:.1} MB",
                 r.wall.as_secs_f64(),
@@ -509,7 +513,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             "loading PostgreSQL for the reverse run failed:\n{}",
             tail(&logs.join("reverse-fill.err"), 30)
         );
-        cluster.psql("postgres", "CHECKPOINT")?;
+        cluster.try_psql("postgres", "CHECKPOINT")?;
         let base_dir = logs.join("reverse-baseline");
         let ours_dir = logs.join("reverse-ours");
         for round in 1..=args.repeat {

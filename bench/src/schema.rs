@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use blocklet_migrate_test_support::statements;
 use serde_json::Value;
 
 /// The database kinds, as schema-facts.json names them.
@@ -93,24 +94,11 @@ pub struct Ddl {
     pub post: Vec<String>,
 }
 
-/// Split a `pg_dump --schema-only` text: statements end at a line ending in `;`; `SET`,
-/// `SELECT pg_catalog.set_config` and comments are dropped.
+/// Split a `pg_dump --schema-only` text into [`statements`]; `SET`, `SELECT
+/// pg_catalog.set_config` and comments are dropped.
 pub fn split_ddl(text: &str) -> Ddl {
     let mut ddl = Ddl::default();
-    let mut cur = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if cur.is_empty() && (t.is_empty() || t.starts_with("--")) {
-            continue;
-        }
-        if !cur.is_empty() {
-            cur.push('\n');
-        }
-        cur.push_str(line);
-        if !t.ends_with(';') {
-            continue;
-        }
-        let stmt = std::mem::take(&mut cur);
+    for stmt in statements(text) {
         let head = stmt.trim_start();
         let upper = head.to_ascii_uppercase();
         if upper.starts_with("SET ") || upper.starts_with("SELECT PG_CATALOG.SET_CONFIG") {
@@ -240,7 +228,7 @@ mod tests {
 
     #[test]
     fn real_dumps_split_completely() {
-        let repo = crate::repo_root();
+        let repo = blocklet_migrate_test_support::workspace_root();
         let s = Schemas::load(&repo).expect("load schemas");
         let server = s.get(Kind::Server);
         assert!(server.ddl.pre.iter().any(|x| x.contains("audit_logs")));

@@ -1,6 +1,6 @@
 // The WIT 1.3 `accounting` export every component built against the current WIT must have: each
 // source table copied into its namesake, except the meta table, as the bundled component declares
-// it. Included next to `conventions.rs`; needs the crate's `Component`.
+// it. Included by `bindings.rs`; needs its `Component`.
 
 impl exports::blocklet::migrate::accounting::Guest for Component {
     fn feeds(

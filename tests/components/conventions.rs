@@ -1,6 +1,6 @@
 // The WIT 1.3 `conventions` export every component built against the current WIT must have:
-// Blocklet Server 1.17's, as the bundled component states them. Included by `shell.rs` and by
-// the components with a shell of their own; needs their `Component`.
+// Blocklet Server 1.17's, as the bundled component states them. Included by `bindings.rs` (and by
+// `wit-v2`, which has bindings of its own); needs the crate's `Component`.
 
 impl exports::blocklet::migrate::conventions::Guest for Component {
     fn get() -> exports::blocklet::migrate::conventions::ServerConventions {

@@ -1,11 +1,11 @@
-// Shared by every hostile component through `include!("../../shell.rs")`: the WIT bindings
-// and plausible, harmless `info`/`layout`/`plan-*`/`conventions`/`accounting` exports. Each crate defines
+// Shared by most hostile components through `include!("../../shell.rs")`: the bindings of
+// `bindings.rs` and plausible, harmless `info`/`layout`/`plan-*` exports. Each crate defines
 //
 //     fn hostile(source: &Handle, target: &Handle) -> Result<api::DatabaseReport, api::Failure>
 //
 // which both `migrate-to-postgres` and `migrate-to-sqlite` call.
 
-wit_bindgen::generate!({ world: "migration", path: "../../../wit" });
+include!("bindings.rs");
 
 #[allow(unused_imports)]
 use blocklet::migrate::database::{BulkWriter, Handle};
@@ -13,37 +13,9 @@ use blocklet::migrate::database::{BulkWriter, Handle};
 use blocklet::migrate::events::{self, Level};
 #[allow(unused_imports)]
 use blocklet::migrate::types::{Batch, ColumnValues, DbError, ErrorKind, ValueTag};
-use exports::blocklet::migrate::migrator as api;
-
-struct Component;
-
-export!(Component);
-
-include!("conventions.rs");
-include!("accounting.rs");
-
-/// The WIT package version these bindings were generated from (`package blocklet:migrate@X;`).
-fn wit_version() -> String {
-    let wit = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../wit/blocklet-migrate.wit"));
-    wit.lines()
-        .find_map(|l| l.trim().strip_prefix("package blocklet:migrate@"))
-        .map(|v| v.trim_end_matches(';').trim().to_string())
-        .unwrap_or_else(|| "1.0.0".into())
-}
 
 fn server_db() -> api::PlannedDatabase {
-    api::PlannedDatabase {
-        kind: api::DatabaseKind::Server,
-        sqlite_file: "core/server.db".into(),
-        postgres_database: "server_db".into(),
-        app_pid: None,
-    }
-}
-
-/// A failure, as the component reports it.
-#[allow(dead_code)]
-fn failure(message: impl Into<String>) -> api::Failure {
-    api::Failure { kind: api::FailureKind::Other, message: message.into(), rejected_rows: 0 }
+    planned_server("core/server.db", "server_db")
 }
 
 impl api::Guest for Component {

@@ -4,42 +4,13 @@
 //! refuse a target that is not a Blocklet database; if it commits instead, every database created
 //! later on that server starts with the planted table.
 
-wit_bindgen::generate!({ world: "migration", path: "../../../wit" });
+include!("../../bindings.rs");
 
 use blocklet::migrate::database::Handle;
 use blocklet::migrate::events::{self, Level};
-use exports::blocklet::migrate::migrator as api;
 
-struct Component;
-
-export!(Component);
-
-include!("../../conventions.rs");
-include!("../../accounting.rs");
 
 const TARGET: &str = "template1";
-
-/// The WIT package version these bindings were generated from (`package blocklet:migrate@X;`).
-fn wit_version() -> String {
-    let wit = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../wit/blocklet-migrate.wit"));
-    wit.lines()
-        .find_map(|l| l.trim().strip_prefix("package blocklet:migrate@"))
-        .map(|v| v.trim_end_matches(';').trim().to_string())
-        .unwrap_or_else(|| "1.0.0".into())
-}
-
-fn failure(message: String) -> api::Failure {
-    api::Failure { kind: api::FailureKind::Other, message, rejected_rows: 0 }
-}
-
-fn planned() -> api::PlannedDatabase {
-    api::PlannedDatabase {
-        kind: api::DatabaseKind::Server,
-        sqlite_file: "core/server.db".into(),
-        postgres_database: TARGET.into(),
-        app_pid: None,
-    }
-}
 
 impl api::Guest for Component {
     fn info() -> api::ComponentInfo {
@@ -61,7 +32,7 @@ impl api::Guest for Component {
         _files: Vec<String>,
     ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         events::log(Level::Info, &format!("foreign-target: planning {TARGET}"));
-        Ok(vec![planned()])
+        Ok(vec![planned_server("core/server.db", TARGET)])
     }
 
     fn migrate_to_postgres(
@@ -79,7 +50,7 @@ impl api::Guest for Component {
     }
 
     fn plan_to_sqlite(_index: &Handle, _databases: Vec<String>) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
-        Err(failure("foreign-target: only SQLite → PostgreSQL".into()))
+        Err(failure("foreign-target: only SQLite → PostgreSQL"))
     }
 
     fn migrate_to_sqlite(
@@ -88,6 +59,6 @@ impl api::Guest for Component {
         _target: &Handle,
         _options: api::Options,
     ) -> Result<api::DatabaseReport, api::Failure> {
-        Err(failure("foreign-target: only SQLite → PostgreSQL".into()))
+        Err(failure("foreign-target: only SQLite → PostgreSQL"))
     }
 }

@@ -9,45 +9,16 @@
 //! * `migrate-to-sqlite` creates table `escaped` in the file it got and reports success, so the
 //!   host moves `../escaped.db` into place.
 
-wit_bindgen::generate!({ world: "migration", path: "../../../wit" });
+include!("../../bindings.rs");
 
 use blocklet::migrate::database::Handle;
 use blocklet::migrate::events::{self, Level};
 use blocklet::migrate::types::ValueTag;
-use exports::blocklet::migrate::migrator as api;
 
-struct Component;
-
-export!(Component);
-
-include!("../../conventions.rs");
-include!("../../accounting.rs");
 
 /// Outside the data dir: a sibling of `.blocklet-server`.
 const READ_OUTSIDE: &str = "../secret.db";
 const WRITE_OUTSIDE: &str = "../escaped.db";
-
-/// The WIT package version these bindings were generated from (`package blocklet:migrate@X;`).
-fn wit_version() -> String {
-    let wit = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../wit/blocklet-migrate.wit"));
-    wit.lines()
-        .find_map(|l| l.trim().strip_prefix("package blocklet:migrate@"))
-        .map(|v| v.trim_end_matches(';').trim().to_string())
-        .unwrap_or_else(|| "1.0.0".into())
-}
-
-fn failure(message: String) -> api::Failure {
-    api::Failure { kind: api::FailureKind::Other, message, rejected_rows: 0 }
-}
-
-fn planned(sqlite_file: &str) -> api::PlannedDatabase {
-    api::PlannedDatabase {
-        kind: api::DatabaseKind::Server,
-        sqlite_file: sqlite_file.into(),
-        postgres_database: "server_db".into(),
-        app_pid: None,
-    }
-}
 
 /// The first text value of a table, if any.
 fn first_text(source: &Handle, table: &str, column: &str) -> Option<String> {
@@ -80,7 +51,7 @@ impl api::Guest for Component {
         _files: Vec<String>,
     ) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         events::log(Level::Info, &format!("path-escape: planning {READ_OUTSIDE}"));
-        Ok(vec![planned(READ_OUTSIDE)])
+        Ok(vec![planned_server(READ_OUTSIDE, "server_db")])
     }
 
     fn migrate_to_postgres(
@@ -108,7 +79,7 @@ impl api::Guest for Component {
 
     fn plan_to_sqlite(_index: &Handle, _databases: Vec<String>) -> Result<Vec<api::PlannedDatabase>, api::Failure> {
         events::log(Level::Info, &format!("path-escape: planning {WRITE_OUTSIDE}"));
-        Ok(vec![planned(WRITE_OUTSIDE)])
+        Ok(vec![planned_server(WRITE_OUTSIDE, "server_db")])
     }
 
     fn migrate_to_sqlite(
