@@ -1,37 +1,14 @@
 //! SQL text helpers shared by the tests and the bench: identifier quoting and splitting a script
-//! into statements.
-//!
-//! The splitter is the guest's own ([`blocklet_migrate_guest::ddl::split_statements`]): the tests
-//! read `pg_dump` and `.schema` text the way the product reads its schema. It drops what a
-//! statement never ends with, so [`statements`] also returns any unterminated rest as a last
-//! statement, and a comparison built on it sees a truncated script.
+//! into statements, both the guest's own ([`blocklet_migrate_guest::sql`]): the tests read
+//! `pg_dump` and `.schema` text the way the product reads its schema. An unterminated rest comes
+//! back as a last statement, so a comparison built on it sees a truncated script.
 
-use blocklet_migrate_guest::ddl::split_statements;
+pub use blocklet_migrate_guest::sql::quote_ident;
 
-/// Double-quotes an SQL identifier (same rule for PostgreSQL and SQLite).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The statements of an SQL script: a statement ends at a line ending in `;`. Comment lines
-/// (`--`) and psql meta-commands (`\…`) between statements are left out; the lines of a statement
-/// are joined with `\n`, as written. Text after the last `;` that is not a comment or a
-/// meta-command comes last, as it is.
+/// The statements of an SQL script, each as written with its `;`. Comments and psql
+/// meta-commands (`\…`) between statements are left out; text after the last `;` comes last.
 pub fn statements(script: &str) -> Vec<String> {
-    let mut out = split_statements(script);
-    let after_last: Vec<&str> = script.lines().rev().take_while(|l| !l.trim().ends_with(';')).collect();
-    let rest: Vec<&str> = after_last
-        .into_iter()
-        .rev()
-        .skip_while(|l| {
-            let t = l.trim();
-            t.is_empty() || t.starts_with("--") || t.starts_with('\\')
-        })
-        .collect();
-    if !rest.is_empty() {
-        out.push(rest.join("\n"));
-    }
-    out
+    blocklet_migrate_guest::sql::split_statements(script)
 }
 
 #[cfg(test)]
