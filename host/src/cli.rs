@@ -35,6 +35,13 @@ pub const EXIT_SKIPPED_ROWS: u8 = 5;
 #[command(
     name = "blocklet-migrate",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nbundled component: ",
+        env!("BLOCKLET_MIGRATE_BUNDLED_COMPONENT"),
+        "\nWIT package: ",
+        env!("BLOCKLET_MIGRATE_WIT_PACKAGE")
+    ),
     about = "Migrate a Blocklet Server's databases between SQLite and PostgreSQL",
     args_conflicts_with_subcommands = true
 )]
@@ -63,6 +70,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// Print shell completions or the man page.
+    Generate(crate::cli_generate::GenerateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +164,7 @@ pub fn main() -> ExitCode {
         Some(Command::Batch { file, parallel, report }) => {
             runtime.block_on(crate::batch::run(&file, parallel, report.as_deref()))
         }
+        Some(Command::Generate(generate)) => crate::cli_generate::run(&generate),
         None => runtime.block_on(migrate(args.migrate)),
     };
     ExitCode::from(code)

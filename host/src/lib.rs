@@ -6,6 +6,7 @@
 //! | module | concern |
 //! |---|---|
 //! | [`cli`] | the command line: flags, messages, exit codes |
+//! | [`cli_generate`] | shell completions and the man page, from the clap definitions |
 //! | [`job`] | one migration job: plan, open, migrate, commit together or roll back |
 //! | [`datadir`] | finding the data dir and its database files |
 //! | [`pgserver`] | `ABT_NODE_POSTGRES_URL`: parsing, redaction, creating databases |
@@ -55,6 +56,7 @@
 pub mod batch;
 pub mod bindings;
 pub mod cli;
+pub mod cli_generate;
 pub mod component_cache;
 pub mod datadir;
 pub mod job;
