@@ -17,6 +17,10 @@ demo *ARGS:
 test:
     cargo test --release --workspace
 
+# Release archives (static Linux x86_64 and aarch64, with .sha256) and npm packages, in target/packages/.
+dist:
+    dist/dist.sh
+
 # Formatting and lints, as CI wants them.
 lint:
     cargo fmt --all --check
