@@ -60,7 +60,9 @@ fn ensure_wasm_target() {
     let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") else {
         return; // Not under rustup: the guest build below fails with the remedy in its message.
     };
-    println!("cargo:warning=installing the wasm32-wasip2 target: rustup target add --toolchain {toolchain} wasm32-wasip2");
+    println!(
+        "cargo:warning=installing the wasm32-wasip2 target: rustup target add --toolchain {toolchain} wasm32-wasip2"
+    );
     let added = Command::new("rustup").args(["target", "add", "--toolchain", &toolchain, "wasm32-wasip2"]).status();
     if !matches!(added, Ok(s) if s.success()) {
         println!("cargo:warning=rustup target add wasm32-wasip2 failed; the guest build will say what is missing");

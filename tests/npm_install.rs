@@ -39,10 +39,7 @@ fn packed_tarballs_install_offline_and_migrate_the_demo() {
     let (docs, packs, prefix, cache) =
         (work.path().join("docs"), work.path().join("packs"), work.path().join("prefix"), work.path().join("cache"));
 
-    succeeded(
-        "dist/generate-docs.sh",
-        Command::new(repo().join("dist/generate-docs.sh")).arg(BINARY).arg(&docs),
-    );
+    succeeded("dist/generate-docs.sh", Command::new(repo().join("dist/generate-docs.sh")).arg(BINARY).arg(&docs));
     let printed = succeeded(
         "node npm/pack.mjs",
         Command::new("node")
@@ -77,9 +74,13 @@ fn packed_tarballs_install_offline_and_migrate_the_demo() {
     assert!(version.contains("WIT package: blocklet:migrate@"), "{version}");
 
     let info = succeeded("blocklet-migrate component info", Command::new(&installed).args(["component", "info"]));
-    assert!(info.contains("component:       blocklet-migrate-guest") && info.contains("source:          bundled"), "{info}");
+    assert!(
+        info.contains("component:       blocklet-migrate-guest") && info.contains("source:          bundled"),
+        "{info}"
+    );
 
-    let arrived = run(&installed, &fixture_dir(), &Target::Throwaway).expect("the demo migration through the npm install");
+    let arrived =
+        run(&installed, &fixture_dir(), &Target::Throwaway).expect("the demo migration through the npm install");
     let mut names: Vec<&str> = arrived.iter().map(|db| db.name.as_str()).collect();
     names.sort();
     assert_eq!(

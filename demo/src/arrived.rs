@@ -39,7 +39,8 @@ pub fn count(psql: &Path, url: &str, report_file: &Path) -> Result<Vec<Database>
         std::fs::read_to_string(report_file).map_err(|e| format!("cannot read {}: {e}", report_file.display()))?;
     let report: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", report_file.display()))?;
-    let reported = report["databases"].as_array().ok_or_else(|| format!("{}: no `databases`", report_file.display()))?;
+    let reported =
+        report["databases"].as_array().ok_or_else(|| format!("{}: no `databases`", report_file.display()))?;
     let mut arrived = Vec::new();
     for entry in reported {
         let name = entry["postgres_database"]

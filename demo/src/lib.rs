@@ -115,7 +115,10 @@ mod tests {
     fn a_listening_port_is_used_and_a_silent_one_is_not() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        assert_eq!(Target::choose(Some(" ".into()), port), Target::Server(format!("postgres://postgres@127.0.0.1:{port}/postgres")));
+        assert_eq!(
+            Target::choose(Some(" ".into()), port),
+            Target::Server(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        );
         drop(listener);
         assert_eq!(Target::choose(None, port), Target::Throwaway);
     }
