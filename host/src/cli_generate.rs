@@ -75,7 +75,11 @@ mod tests {
 
     #[test]
     fn completions_register_the_installed_command() {
-        assert!(rendered(Artifact::Bash).contains("complete -F _blocklet-migrate"));
+        let bash = rendered(Artifact::Bash);
+        assert!(
+            bash.lines().any(|l| l.trim_start().starts_with("complete -F") && l.ends_with(" blocklet-migrate")),
+            "{bash}"
+        );
         assert!(rendered(Artifact::Zsh).starts_with("#compdef blocklet-migrate"));
         assert!(rendered(Artifact::Fish).contains("complete -c blocklet-migrate"));
     }
