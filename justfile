@@ -2,8 +2,6 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-pg_url := env_var_or_default("ABT_NODE_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-
 default:
     @just --list
 
@@ -11,20 +9,17 @@ default:
 build:
     cargo build --release
 
-# Migrate a fresh copy of the demo fixture into the PostgreSQL at $ABT_NODE_POSTGRES_URL (default: local).
-demo: build
-    #!/usr/bin/env bash
-    set -euo pipefail
-    work=$(mktemp -d /tmp/blocklet-migrate-demo.XXXXXX)
-    cp -a tests/fixtures/blocklet-1.17.12-demo/. "$work/"
-    echo "demo data dir: $work/.blocklet-server"
-    cd "$work/.blocklet-server/data"
-    # --force: the demo's databases (server_db, …) may exist from an earlier demo run.
-    ABT_NODE_POSTGRES_URL="{{pg_url}}" "{{justfile_directory()}}/target/release/blocklet-migrate" --dialect postgres --force
+# Migrate a copy of the demo fixture into $ABT_NODE_POSTGRES_URL, else a PostgreSQL on 127.0.0.1:5432, else a throwaway cluster; show what arrived.
+demo *ARGS:
+    cargo demo {{ARGS}}
 
 # Every test: guest unit tests, host unit tests, end-to-end tests against real PostgreSQL.
 test:
     cargo test --release --workspace
+
+# Release archives (static Linux x86_64 and aarch64, with .sha256) and npm packages, in target/packages/.
+dist:
+    dist/dist.sh
 
 # Formatting and lints, as CI wants them.
 lint:

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod component_info;
+pub mod generate;
 pub mod migrate;
 
 pub use crate::job::outcome::{
@@ -26,6 +27,13 @@ use std::process::ExitCode;
 #[command(
     name = "blocklet-migrate",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        "\nbundled component: ",
+        env!("BLOCKLET_MIGRATE_BUNDLED_COMPONENT"),
+        "\nWIT package: ",
+        env!("BLOCKLET_MIGRATE_WIT_PACKAGE")
+    ),
     about = "Migrate a Blocklet Server's databases between SQLite and PostgreSQL",
     args_conflicts_with_subcommands = true
 )]
@@ -54,6 +62,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// Print shell completions or the man page.
+    Generate(generate::GenerateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +196,7 @@ pub fn main() -> ExitCode {
         Some(Command::Batch { file, parallel, report }) => {
             runtime.block_on(batch::run(&file, parallel, report.as_deref()))
         }
+        Some(Command::Generate(generate)) => generate::run(&generate),
         None => runtime.block_on(migrate::run(args.migrate)),
     };
     ExitCode::from(code)
