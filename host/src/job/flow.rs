@@ -74,22 +74,21 @@ pub(super) async fn migrate_database(
         Err(e) => return Migrated { target: None, outcome: Err(JobError::Failed(e.to_string())) },
     };
     let options = shared.component_options();
-    let outcome = match setup_turn.is_some() {
-        true => {
-            let (loading_tx, loading) = tokio::sync::oneshot::channel();
-            instance.on_first_rows(loading_tx);
-            let migration = instance.migrate(shared.direction, db, &source, &target, options);
-            tokio::pin!(migration);
-            tokio::select! {
-                biased;
-                outcome = &mut migration => outcome,
-                _ = loading => {
-                    setup_turn = None; // the next database may set up now
-                    migration.await
-                }
+    let outcome = if setup_turn.is_some() {
+        let (loading_tx, loading) = tokio::sync::oneshot::channel();
+        instance.on_first_rows(loading_tx);
+        let migration = instance.migrate(shared.direction, db, &source, &target, options);
+        tokio::pin!(migration);
+        tokio::select! {
+            biased;
+            outcome = &mut migration => outcome,
+            _ = loading => {
+                setup_turn = None; // the next database may set up now
+                migration.await
             }
         }
-        false => instance.migrate(shared.direction, db, &source, &target, options).await,
+    } else {
+        instance.migrate(shared.direction, db, &source, &target, options).await
     };
     drop(setup_turn);
     let _ = instance.take_handle(source);
