@@ -2,8 +2,8 @@
 //! columnar `batch` record that every backend fills.
 //!
 //! The WIT resources (`handle`, `cursor`, `bulk-writer`) are generated as wasmtime's marker
-//! types, not mapped to host types: what a resource stands for is the capability layer's
-//! business ([`crate::capability`]), and this module imports nothing from the crate.
+//! types, not mapped to host types: what a resource stands for is the business of the layer
+//! that implements the imports, and this module imports nothing from the crate.
 
 wasmtime::component::bindgen!({
     world: "migration",

@@ -87,22 +87,21 @@ pub(super) async fn migrate_database(
             return Migrated { target, outcome: Err(e) };
         }
     };
-    let outcome = match setup_turn.is_some() {
-        true => {
-            let (loading_tx, loading) = tokio::sync::oneshot::channel();
-            instance.on_first_rows(loading_tx);
-            let migration = instance.migrate(shared.direction, db, &source, &target, options);
-            tokio::pin!(migration);
-            tokio::select! {
-                biased;
-                outcome = &mut migration => outcome,
-                _ = loading => {
-                    setup_turn = None; // the next database may set up now
-                    migration.await
-                }
+    let outcome = if setup_turn.is_some() {
+        let (loading_tx, loading) = tokio::sync::oneshot::channel();
+        instance.on_first_rows(loading_tx);
+        let migration = instance.migrate(shared.direction, db, &source, &target, options);
+        tokio::pin!(migration);
+        tokio::select! {
+            biased;
+            outcome = &mut migration => outcome,
+            _ = loading => {
+                setup_turn = None; // the next database may set up now
+                migration.await
             }
         }
-        false => instance.migrate(shared.direction, db, &source, &target, options).await,
+    } else {
+        instance.migrate(shared.direction, db, &source, &target, options).await
     };
     drop(setup_turn);
     let (delivered, accepted) = (instance.tally(&source), instance.tally(&target));

@@ -2,8 +2,8 @@
 //!
 //! A component may only run what a schema migration needs: create types, tables, sequences
 //! and indexes, add keys, set column defaults and sequence values, comment on columns, drop
-//! objects it is about to recreate, fill the server's meta table (named by the component's
-//! conventions, see [`crate::sandbox::conventions`]), use savepoints, and run read-only checks. Every statement is parsed with a real SQL parser (`sqlparser`, PostgreSQL
+//! objects it is about to recreate, fill the server's meta table (which the component's
+//! conventions name, passed in by the caller), use savepoints, and run read-only checks. Every statement is parsed with a real SQL parser (`sqlparser`, PostgreSQL
 //! dialect) and walked in full: the statement kind, every function called anywhere in it
 //! (allowlist), every relation it names (schema `public` only) and every `FROM` item. Anything
 //! else is refused with a message naming what was refused.
