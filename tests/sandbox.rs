@@ -62,6 +62,11 @@ fn run_hostile(name: &str, overrides: &[(&str, &str)]) -> Run {
 /// [`run_hostile`], with `setup` called on the fixture copy's root (the directory holding
 /// `.blocklet-server`) first.
 fn run_hostile_with(name: &str, overrides: &[(&str, &str)], setup: impl FnOnce(&Path)) -> Run {
+    run_hostile_ending(name, overrides, setup, 1)
+}
+
+/// [`run_hostile_with`], expecting exit code `code` (4: the host's own verification refused it).
+fn run_hostile_ending(name: &str, overrides: &[(&str, &str)], setup: impl FnOnce(&Path), code: i32) -> Run {
     let component = test_component(name);
     let pg = PgCluster::start();
     let fixture = fixture_copy();
@@ -90,7 +95,7 @@ fn run_hostile_with(name: &str, overrides: &[(&str, &str)], setup: impl FnOnce(&
     let out = raw.output();
     eprintln!("{name}: exit {} after {:.1}s, {} bytes of output", out.code, took.as_secs_f64(), output_bytes(&out));
 
-    assert_eq!(out.code, 1, "{name}: expected exit code 1 (component failure): {out:?}");
+    assert_eq!(out.code, code, "{name}: expected exit code {code}: {out:?}");
     assert!(!out.error_lines().is_empty(), "{name}: no ✖ line: {out:?}");
     // (log-spoof forges exactly this line: its own test reports that, with the rest.)
     if name != "log-spoof" {
@@ -240,6 +245,28 @@ fn trap_mid_copy_rolls_the_copy_back() {
     assert_job_error(&run, "trap-mid-copy", "the migration component failed:");
     assert_job_error(&run, "trap-mid-copy", "unreachable");
     // The database the run created (and its `users` table with two rows) is gone.
+    assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
+}
+
+/// A component that copies nothing and reports every table copied: the host's own counts (each
+/// source table in the snapshot, each target table before commit) refuse it, whatever it claims.
+#[test]
+fn made_up_counts_are_not_believed() {
+    let run = run_hostile_ending("lying-report", &[], |_| {}, 4);
+    assert!(run.out.stdout.contains("lying-report: claiming"), "{:?}", run.out);
+    assert_job_error(&run, "lying-report", "the host's own count does not account for every source row");
+    assert!(run.out.stderr.contains("server_db.users:") || run.out.stdout.contains("server_db.users:"), "{:?}", run.out);
+    assert!(!run.out.stdout.contains("✅ Table"), "per-table success lines before the host's check: {:?}", run.out);
+    assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
+}
+
+/// A component that ignores a failed statement (its transaction is aborted) and reports success:
+/// the host does not commit on its word, and says why.
+#[test]
+fn a_transaction_aborted_by_the_component_is_not_reported_as_success() {
+    let run = run_hostile_ending("aborted-transaction", &[], |_| {}, 4);
+    assert!(run.out.stdout.contains("aborted-transaction: ignoring"), "{:?}", run.out);
+    assert_job_error(&run, "aborted-transaction", "nothing committed");
     assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
 }
 

@@ -80,6 +80,8 @@ pub struct Account {
     accepted: BTreeMap<String, u64>,
     rejected: BTreeMap<String, u64>,
     target_rows: BTreeMap<String, u64>,
+    /// Why a target table could not be counted (it does not exist, the transaction is aborted).
+    uncounted: BTreeMap<String, String>,
 }
 
 /// One table's line, from the host's counts.
@@ -159,14 +161,18 @@ impl Account {
         self.target_rows.insert(target_table.to_string(), rows);
     }
 
-    /// Count every target table the feeds name, inside the target's transaction.
-    pub async fn count_targets(&mut self, target: &Database) -> Result<(), DbError> {
+    /// Count every target table the feeds name, inside the target's transaction; a table that
+    /// cannot be counted is a problem [`Account::settle`] names, with the database's reason.
+    pub async fn count_targets(&mut self, target: &Database) {
         let tables: Vec<String> = self.target_tables().map(str::to_string).collect();
         for table in tables {
-            let rows = target.count_rows(&table).await?;
-            self.counted_target(&table, rows);
+            match target.count_rows(&table).await {
+                Ok(rows) => self.counted_target(&table, rows),
+                Err(e) => {
+                    self.uncounted.insert(table, e.message);
+                }
+            }
         }
-        Ok(())
     }
 
     /// The component's report with the host's counts in place of the component's: the tables
@@ -230,7 +236,8 @@ impl Account {
             };
             let db = &self.database;
             let Some(&target_rows) = self.target_rows.get(target) else {
-                problems.push(format!("{db}.{target}: the host could not count the target table"));
+                let why = self.uncounted.get(target).map_or(String::new(), |e| format!(": {e}"));
+                problems.push(format!("{db}.{target}: the host could not count the target table{why}"));
                 continue;
             };
             let expected = source_rows.saturating_sub(rejected_rows);
