@@ -85,6 +85,7 @@ pub struct DiscardWriter {
 impl BulkWriter for DiscardWriter {
     async fn write(&mut self, rows: Batch) -> Result<(), DbError> {
         rows.validate(self.columns)?;
+        rows.check_write_size("a dry run's bulk load")?;
         self.rows += rows.rows as u64;
         Ok(())
     }

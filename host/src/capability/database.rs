@@ -170,6 +170,9 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         table: String,
     ) -> wasmtime::Result<Result<Option<TableInfo>, DbError>> {
         let db = entered!(self, h);
+        if let Err(e) = policy::names::check_identifier("table name", &table) {
+            return Ok(Err(e));
+        }
         Ok(db.describe_table(&table).await)
     }
 
@@ -179,6 +182,9 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         table: String,
     ) -> wasmtime::Result<Result<u64, DbError>> {
         let db = entered!(self, h);
+        if let Err(e) = policy::names::check_identifier("table name", &table) {
+            return Ok(Err(e));
+        }
         Ok(db.count_rows(&table).await)
     }
 
@@ -191,6 +197,9 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         batch_rows: u32,
     ) -> wasmtime::Result<Result<Resource<wit_db::Cursor>, DbError>> {
         let db = entered!(self, h);
+        if let Err(e) = policy::names::check_table_columns(&table, &columns, &order_by) {
+            return Ok(Err(e));
+        }
         let batches = match db.read(&table, &columns, &order_by, batch_rows).await {
             Ok(batches) => batches,
             Err(e) => return Ok(Err(e)),
@@ -206,6 +215,9 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         statement: String,
     ) -> wasmtime::Result<Result<u64, DbError>> {
         let db = entered!(self, h);
+        if let Err(e) = policy::check_statement_size(&statement) {
+            return Ok(Err(e));
+        }
         if let Err(e) = policy::check_drop(std::iter::once(statement.as_str()), self.state.allow_drop) {
             return Ok(Err(e));
         }
@@ -222,6 +234,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
     ) -> wasmtime::Result<Result<(), DbError>> {
         let db = entered!(self, h);
         let checked = policy::check_script_length(statements.len())
+            .and_then(|_| policy::check_script_size(&statements))
             .and_then(|_| policy::check_drop(statements.iter().map(String::as_str), self.state.allow_drop))
             .and_then(|_| db.deny_read_only())
             .and_then(|_| statements.iter().try_for_each(|s| check_statement(db, s, &self.state.meta_table)));
@@ -237,6 +250,9 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         statement: String,
     ) -> wasmtime::Result<Result<Batch, DbError>> {
         let db = entered!(self, h);
+        if let Err(e) = policy::check_statement_size(&statement) {
+            return Ok(Err(e));
+        }
         // Checked, and PostgreSQL sources also run inside a read-only transaction.
         if db.dialect() == Dialect::Postgres
             && let Err(m) = policy::postgres::check_read_only_query(&statement)
@@ -253,7 +269,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         columns: Vec<String>,
     ) -> wasmtime::Result<Result<Resource<wit_db::BulkWriter>, DbError>> {
         let db = entered!(self, h);
-        let opened = match db.deny_read_only() {
+        let opened = match policy::names::check_table_columns(&table, &columns, &[]).and_then(|_| db.deny_read_only()) {
             Ok(()) => db.bulk_load(&table, &columns).await,
             Err(e) => Err(e),
         };

@@ -4,7 +4,8 @@
 //!
 //! Everything a component says is bounded and escaped here before any sink sees it: log and
 //! progress events are rate-limited ([`LogBudget`]), fields are cut and control characters
-//! escaped ([`crate::text`]), and rejected rows beyond [`MAX_REJECTS_KEPT`] are only counted.
+//! escaped ([`crate::text`]), and a job's rejected rows are bounded: the one past
+//! [`MAX_REJECTS_PER_JOB`] stops the component ([`TooManyRejects`]).
 
 use crate::text::{printable, truncate};
 use crate::wit::blocklet::migrate::events::{self as wit_events, Level, RejectedRow};
@@ -14,7 +15,9 @@ use wasmtime::component::{HasSelf, Linker};
 pub trait EventSink: Send {
     fn log(&mut self, level: Level, message: &str);
     fn progress(&mut self, database: &str, table: &str, rows_done: u64, rows_total: u64);
-    fn reject(&mut self, row: RejectedRow);
+    /// Record a rejected row; false once the job has passed [`MAX_REJECTS_PER_JOB`] (the row
+    /// is then only counted, and the host fails the job).
+    fn reject(&mut self, row: RejectedRow) -> bool;
     /// The host began a bulk load into `table` (for progress; `database` is the job's name for it).
     fn load_started(&mut self, _database: &str, _table: &str) {}
     /// The host sent `rows` more rows of `table` to the target.
@@ -33,12 +36,27 @@ const LOG_BURST: f64 = 200.0;
 const LOG_PER_SECOND: f64 = 50.0;
 /// Longest log line kept.
 const LOG_MAX_BYTES: usize = 2048;
-/// Longest field of a rejected row kept.
-const REJECT_FIELD_MAX_BYTES: usize = 1024;
-/// Longest database or table name of a progress event kept.
-const PROGRESS_NAME_MAX_BYTES: usize = 256;
-/// Rejected rows recorded per job; beyond this they are counted only.
-pub const MAX_REJECTS_KEPT: u64 = 1_000_000;
+/// Longest value excerpt and reason of a rejected row kept, measured after escaping (for the
+/// terminal here, as JSON in the rejects file): enough to recognise the value.
+pub const REJECT_FIELD_MAX_BYTES: usize = 1024;
+/// Longest database, table, column and primary key of a rejected row or progress event kept,
+/// measured the same way: names are at most 63 bytes, keys short. A line of the rejects file
+/// stays under 3.2 KiB.
+pub const NAME_MAX_BYTES: usize = 256;
+
+/// Rejected rows a job may have; the next one fails it (exit code 3, as rejected rows do).
+/// More than an operator reviews one by one (past this, a whole table or conversion is wrong,
+/// and skipping its rows would lose data wholesale), and it bounds the rejects file at ~32 MB
+/// of maximal lines (a few MB of typical ones).
+pub const MAX_REJECTS_PER_JOB: u64 = 10_000;
+
+/// How a job fails once its component passed [`MAX_REJECTS_PER_JOB`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the migration component reported more than {MAX_REJECTS_PER_JOB} rejected rows, the most a job may have: \
+     the job fails (the first {MAX_REJECTS_PER_JOB} are in the rejects file)"
+)]
+pub struct TooManyRejects;
 
 impl Default for LogBudget {
     fn default() -> Self {
@@ -66,7 +84,8 @@ pub struct EventsState {
     sink: Box<dyn EventSink>,
     logs: LogBudget,
     progress_budget: LogBudget,
-    rejects_seen: u64,
+    /// The job passed [`MAX_REJECTS_PER_JOB`]: the component was stopped for it.
+    reject_limit_hit: bool,
     /// Rejected rows per table name the component gave, for the host's ledger (at most
     /// [`MAX_REJECT_TABLES`] names; the rest count under the empty name, which no table has).
     rejects_by_table: std::collections::HashMap<String, u64>,
@@ -84,7 +103,7 @@ impl EventsState {
             sink,
             logs: LogBudget::default(),
             progress_budget: LogBudget::default(),
-            rejects_seen: 0,
+            reject_limit_hit: false,
             rejects_by_table: Default::default(),
             scope: None,
         }
@@ -93,6 +112,11 @@ impl EventsState {
     /// Rejected rows the component reported, per table name it gave.
     pub fn rejects_by_table(&self) -> &std::collections::HashMap<String, u64> {
         &self.rejects_by_table
+    }
+
+    /// Whether the component was stopped for passing [`MAX_REJECTS_PER_JOB`].
+    pub fn reject_limit_hit(&self) -> bool {
+        self.reject_limit_hit
     }
 
     /// Report the progress events that follow under `database`.
@@ -141,8 +165,8 @@ impl wit_events::Host for EventsState {
             // Reported under the job's name for the database, when it has one.
             let database = self.scope.clone().unwrap_or(database);
             self.sink.progress(
-                &printable(&truncate(database, PROGRESS_NAME_MAX_BYTES)),
-                &printable(&truncate(table, PROGRESS_NAME_MAX_BYTES)),
+                &printable(&truncate(database, NAME_MAX_BYTES)),
+                &printable(&truncate(table, NAME_MAX_BYTES)),
                 rows_done,
                 rows_total,
             );
@@ -151,31 +175,26 @@ impl wit_events::Host for EventsState {
     }
 
     async fn reject(&mut self, row: RejectedRow) -> wasmtime::Result<()> {
-        self.rejects_seen += 1;
         let key =
             match self.rejects_by_table.contains_key(&row.table) || self.rejects_by_table.len() < MAX_REJECT_TABLES {
                 true => row.table.clone(),
                 false => String::new(),
             };
         *self.rejects_by_table.entry(key).or_default() += 1;
-        if self.rejects_seen > MAX_REJECTS_KEPT {
-            if self.rejects_seen == MAX_REJECTS_KEPT + 1 {
-                self.sink.log(
-                    Level::Error,
-                    &format!("more than {MAX_REJECTS_KEPT} rejected rows: only counting from here on"),
-                );
-            }
-            return Ok(());
-        }
-        let cap = |s: String| printable(&truncate(s, REJECT_FIELD_MAX_BYTES));
-        self.sink.reject(RejectedRow {
-            database: cap(row.database),
-            table: cap(row.table),
-            primary_key: cap(row.primary_key),
-            column: cap(row.column),
-            value_excerpt: cap(row.value_excerpt),
-            reason: cap(row.reason),
+        // Escaping can lengthen a field: it is cut again after.
+        let cap = |s: String, max: usize| truncate(printable(&truncate(s, max)), max);
+        let kept = self.sink.reject(RejectedRow {
+            database: cap(row.database, NAME_MAX_BYTES),
+            table: cap(row.table, NAME_MAX_BYTES),
+            primary_key: cap(row.primary_key, NAME_MAX_BYTES),
+            column: cap(row.column, NAME_MAX_BYTES),
+            value_excerpt: cap(row.value_excerpt, REJECT_FIELD_MAX_BYTES),
+            reason: cap(row.reason, REJECT_FIELD_MAX_BYTES),
         });
+        if !kept {
+            self.reject_limit_hit = true;
+            wasmtime::bail!("{TooManyRejects}");
+        }
         Ok(())
     }
 }

@@ -1,10 +1,11 @@
 //! The job's [`EventSink`]: what a component reports, shown on the console and fed to the
-//! progress display, and every rejected row recorded in a JSON-lines file (the console lists
-//! the first [`REJECTS_SHOWN`]).
+//! progress display, and every rejected row, up to the job's maximum and each cut to a bounded
+//! line, recorded in a JSON-lines file (the console lists the first [`REJECTS_SHOWN`]).
 
 use super::console::{error, info, warn};
 use super::progress::Progress;
 use crate::capability::EventSink;
+use crate::capability::events::{MAX_REJECTS_PER_JOB, NAME_MAX_BYTES, REJECT_FIELD_MAX_BYTES};
 use crate::wit::blocklet::migrate::events::{Level, RejectedRow};
 use std::io::Write;
 use std::path::PathBuf;
@@ -104,9 +105,12 @@ impl EventSink for ConsoleEvents {
         self.progress.table_loaded(database, table, rows);
     }
 
-    fn reject(&mut self, row: RejectedRow) {
+    fn reject(&mut self, row: RejectedRow) -> bool {
         let mut s = self.state.lock().unwrap();
         s.rejects += 1;
+        if s.rejects > MAX_REJECTS_PER_JOB {
+            return false;
+        }
         if s.rejects <= REJECTS_SHOWN {
             error(&describe_reject(&row));
         } else if s.rejects == REJECTS_SHOWN + 1 {
@@ -119,15 +123,84 @@ impl EventSink for ConsoleEvents {
             }
         }
         if let Some(f) = s.rejects_file.as_mut() {
+            let (name, field) = (NAME_MAX_BYTES, REJECT_FIELD_MAX_BYTES);
             let line = serde_json::json!({
-                "database": row.database,
-                "table": row.table,
-                "primary_key": row.primary_key,
-                "column": row.column,
-                "value_excerpt": row.value_excerpt,
-                "reason": row.reason,
+                "database": json_excerpt(&row.database, name),
+                "table": json_excerpt(&row.table, name),
+                "primary_key": json_excerpt(&row.primary_key, name),
+                "column": json_excerpt(&row.column, name),
+                "value_excerpt": json_excerpt(&row.value_excerpt, field),
+                "reason": json_excerpt(&row.reason, field),
             });
             let _ = writeln!(f, "{line}");
         }
+        true
+    }
+}
+
+/// The longest start of `s` whose JSON string form (without its quotes) takes at most `max`
+/// bytes, ending in `…` when cut: a line of the rejects file is bounded as written, escapes
+/// included.
+fn json_excerpt(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    fn escaped_len(c: char) -> usize {
+        match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        }
+    }
+    if s.chars().map(escaped_len).sum::<usize>() <= max {
+        return s.into();
+    }
+    // Room for the `…` (3 bytes).
+    let mut used = 0;
+    let mut end = 0;
+    for (i, c) in s.char_indices() {
+        used += escaped_len(c);
+        if used > max.saturating_sub(3) {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    format!("{}…", &s[..end]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// JSON's escapes (a control character takes 6 bytes, a quote 2) count against the bound.
+    #[test]
+    fn a_json_excerpt_is_bounded_as_written() {
+        assert_eq!(json_excerpt("short", 16), "short");
+        for field in ["\u{1b}\"\\\u{7}".repeat(256), "é".repeat(1024), "\\".repeat(1024)] {
+            let excerpt = json_excerpt(&field, 1024);
+            let written = serde_json::to_string(excerpt.as_ref()).unwrap();
+            assert!(written.len() - 2 <= 1024, "{} bytes written", written.len() - 2);
+            assert!(written.len() - 2 > 1024 - 20, "cut no shorter than needed: {}", written.len() - 2);
+            assert!(excerpt.ends_with('…'));
+        }
+    }
+
+    /// The job's maximum of rejected rows: every row up to it is written, the next is refused.
+    #[test]
+    fn rejected_rows_past_the_jobs_maximum_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rejects.jsonl");
+        let mut events = ConsoleEvents::new(path.clone());
+        let row = || RejectedRow {
+            database: "server_db".into(),
+            table: "users".into(),
+            primary_key: "did=1".into(),
+            column: "did".into(),
+            value_excerpt: "x".into(),
+            reason: "too long".into(),
+        };
+        for _ in 0..MAX_REJECTS_PER_JOB {
+            assert!(events.reject(row()));
+        }
+        assert!(!events.reject(row()));
+        let written = std::fs::read_to_string(events.rejects_file().unwrap()).unwrap();
+        assert_eq!(written.lines().count() as u64, MAX_REJECTS_PER_JOB);
     }
 }

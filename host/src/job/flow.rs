@@ -110,7 +110,7 @@ pub(super) async fn migrate_database(
     let target = instance.take_handle(target).ok();
     // Whatever the component still holds (an open COPY after a trap) goes before any cleanup.
     instance.release_all();
-    let outcome = outcome.map_err(|e| JobError::Failed(e.to_string())).and_then(|r| r.map_err(JobError::from_failure));
+    let outcome = outcome.map_err(JobError::from_trap).and_then(|r| r.map_err(JobError::from_failure));
     let outcome = match (outcome, &target) {
         (Ok(claimed), Some(target)) if !shared.options.dry_run => {
             let mut account = account;

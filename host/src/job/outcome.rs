@@ -11,6 +11,7 @@
 //! | 4 | verification mismatch, nothing committed |
 //! | 5 | success, but rejected rows were skipped (`--skip-rejects`) |
 
+use crate::capability::events::{MAX_REJECTS_PER_JOB, TooManyRejects};
 use crate::text::printable_message;
 use crate::wit::{Failure, FailureKind};
 
@@ -43,6 +44,15 @@ impl JobError {
             FailureKind::VerificationMismatch => JobError::Verification(f.message),
             FailureKind::Refused => JobError::Config(f.message),
             FailureKind::Other => JobError::Failed(f.message),
+        }
+    }
+
+    /// A component call that did not return: trapped, or stopped by a limit. Too many rejected
+    /// rows fail the job as rejected rows do.
+    pub fn from_trap(e: anyhow::Error) -> JobError {
+        match e.downcast_ref::<TooManyRejects>() {
+            Some(_) => JobError::Rejected { message: e.to_string(), rejected_rows: MAX_REJECTS_PER_JOB + 1 },
+            None => JobError::Failed(e.to_string()),
         }
     }
 

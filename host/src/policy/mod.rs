@@ -10,10 +10,13 @@
 //! | the PostgreSQL allowlist (statement kinds, functions, names, one statement per call) | [`postgres`] |
 //! | the SQLite target's statement allowlist and authorizer | [`sqlite`] |
 //! | DROP only with `--force` | [`check_drop`] |
-//! | how many statements one script may hold | [`check_script_length`] |
+//! | how many statements one script may hold, and how many bytes | [`check_script_length`], [`check_script_size`] |
+//! | the size of one statement, whatever the engine | [`check_statement_size`] |
+//! | the table and column names of a read or bulk load | [`names`] |
 //!
 //! The backends and the capability layer apply them; nothing here runs SQL.
 
+pub mod names;
 pub mod postgres;
 pub mod sqlite;
 
@@ -21,6 +24,10 @@ use crate::wit::{DbError, ErrorKind};
 
 /// Statements one `execute-script` may hold (each is also capped in size by the PostgreSQL guard).
 pub const MAX_SCRIPT_STATEMENTS: usize = 10_000;
+
+/// Bytes one `execute-script` may hold in all: the host joins its statements into one string.
+/// Blocklet's largest schema script is ~100 KB.
+pub const MAX_SCRIPT_BYTES: usize = 16 << 20;
 
 /// The first keyword of a statement, upper-cased, after whitespace and comments.
 pub fn first_keyword(sql: &str) -> String {
@@ -58,6 +65,32 @@ pub fn check_script_length(statements: usize) -> Result<(), DbError> {
     Ok(())
 }
 
+/// Refuse a script over [`MAX_SCRIPT_BYTES`] in all, or holding a statement over
+/// [`check_statement_size`]'s cap.
+pub fn check_script_size(statements: &[String]) -> Result<(), DbError> {
+    let bytes: usize = statements.iter().map(String::len).sum();
+    if bytes > MAX_SCRIPT_BYTES {
+        return Err(DbError::new(
+            ErrorKind::Limit,
+            format!("a script of {bytes} bytes: the limit is {MAX_SCRIPT_BYTES}"),
+        ));
+    }
+    statements.iter().try_for_each(|s| check_statement_size(s))
+}
+
+/// Refuse a statement over the PostgreSQL guard's size cap before anything copies or parses
+/// it: SQLite targets get the same bound.
+pub fn check_statement_size(statement: &str) -> Result<(), DbError> {
+    let max = postgres::MAX_STATEMENT_BYTES;
+    if statement.len() > max {
+        return Err(DbError::new(
+            ErrorKind::Limit,
+            format!("refused a statement of {} bytes: the limit is {max}", statement.len()),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +104,20 @@ mod tests {
         assert!(check_drop(["DROP TABLE t"].into_iter(), true).is_ok());
         assert!(check_script_length(MAX_SCRIPT_STATEMENTS).is_ok());
         assert_eq!(check_script_length(MAX_SCRIPT_STATEMENTS + 1).unwrap_err().kind, ErrorKind::Limit);
+    }
+
+    #[test]
+    fn statements_and_scripts_are_capped_in_bytes() {
+        let max = postgres::MAX_STATEMENT_BYTES;
+        assert!(check_statement_size(&"x".repeat(max)).is_ok());
+        let e = check_statement_size(&"x".repeat(max + 1)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Limit);
+        assert!(e.message.contains(&format!("refused a statement of {} bytes", max + 1)), "{}", e.message);
+        let many = vec!["x".repeat(max); MAX_SCRIPT_BYTES / max];
+        assert!(check_script_size(&many).is_ok());
+        let too_many = vec!["x".repeat(max); MAX_SCRIPT_BYTES / max + 1];
+        assert!(check_script_size(&too_many).unwrap_err().message.starts_with("a script of"));
+        let one_too_big = vec!["x".to_string(), "x".repeat(max + 1)];
+        assert!(check_script_size(&one_too_big).unwrap_err().message.starts_with("refused a statement"));
     }
 }

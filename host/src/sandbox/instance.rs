@@ -7,6 +7,7 @@ use super::limits::Limits;
 use super::state::HostState;
 use crate::backend::Database;
 use crate::capability::Tally;
+use crate::capability::events::TooManyRejects;
 use crate::capability::typed;
 use crate::text::printable;
 use crate::wit::blocklet::migrate::database::Handle;
@@ -119,6 +120,8 @@ impl Instance {
                 "the migration component exceeded its CPU limit: {} s of computation without calling the host (--cpu-limit)",
                 self.limits.cpu_seconds
             )
+        } else if state.events.reject_limit_hit() {
+            anyhow::Error::new(TooManyRejects)
         } else if state.memory.hit {
             anyhow!(
                 "the migration component exceeded its memory limit of {} MiB (--memory-limit)",

@@ -3,7 +3,7 @@
 //! which rolls the transaction back.
 
 use super::catalog::{PgColumn, all_columns, table_columns};
-use super::copy::{CopyChunk, CopyOutDecoder, Encoding, decode_rows};
+use super::copy::{CopyChunk, CopyOutDecoder, Encoding, decode_rows, query_row_bytes};
 use super::error::pg_error;
 use crate::backend::{MAX_QUERY_ROWS, quote};
 use crate::wit::{Batch, DbError, ErrorKind, MAX_BATCH_BYTES};
@@ -78,8 +78,19 @@ pub(super) async fn serve(
                     // Small results only: a query is for checks, not for moving data.
                     let mut stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
                     let mut rows = Vec::new();
+                    let mut bytes = 0;
                     while let Some(row) = stream.next().await {
-                        rows.push(row.map_err(err)?);
+                        let row = row.map_err(err)?;
+                        bytes += query_row_bytes(&row);
+                        if bytes > MAX_BATCH_BYTES {
+                            return Err(DbError::new(
+                                ErrorKind::Limit,
+                                format!(
+                                    "{database}: a query result of more than {MAX_BATCH_BYTES} bytes; use read for data"
+                                ),
+                            ));
+                        }
+                        rows.push(row);
                         if rows.len() > MAX_QUERY_ROWS {
                             return Err(DbError::new(
                                 ErrorKind::Limit,
@@ -152,9 +163,10 @@ pub(super) async fn serve(
                         continue;
                     }
                     let step = chunk.map_err(err).and_then(|c| {
-                        decoder
-                            .feed(&c, &mut batch)
-                            .map_err(|e| DbError::new(ErrorKind::Other, format!("{database}: decoding COPY data: {e}")))
+                        decoder.feed(&c, &mut batch).map_err(|e| DbError {
+                            message: format!("{database}: reading COPY data: {}", e.message),
+                            ..e
+                        })
                     });
                     if let Err(e) = step {
                         receiver_gone = out.send(Err(e)).await.is_err();

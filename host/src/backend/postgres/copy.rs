@@ -4,7 +4,7 @@
 
 use super::catalog::PgColumn;
 use crate::backend::{BulkWriter, quote};
-use crate::wit::{Batch, ColumnValues, DbError, ErrorKind, MAX_BATCH_BYTES, ValueTag};
+use crate::wit::{Batch, ColumnValues, DbError, ErrorKind, MAX_ROW_BYTES, ValueTag};
 use bytes::{BufMut, Bytes, BytesMut};
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{Row, TypeInfo, ValueRef};
@@ -12,9 +12,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
 const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
-
-/// The largest single row a bulk load accepts (PostgreSQL's own limit for a value is 1 GB).
-const MAX_SINGLE_ROW_BYTES: usize = 256 << 20;
 
 /// How a target column's values are written in binary COPY.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,15 +153,7 @@ impl PgWriter {
 impl BulkWriter for PgWriter {
     async fn write(&mut self, batch: Batch) -> Result<(), DbError> {
         batch.validate(self.encoders.len())?;
-        // Several rows together stay under the batch cap; one row alone may be as large as a
-        // single PostgreSQL value can be (a 10 MB JSON document is real data).
-        let bytes = batch.payload_bytes();
-        if (batch.rows > 1 && bytes > 2 * MAX_BATCH_BYTES) || bytes > MAX_SINGLE_ROW_BYTES {
-            return Err(DbError::new(
-                ErrorKind::Limit,
-                format!("{}: a batch of {} rows and {bytes} bytes is over the host's limit", self.target, batch.rows),
-            ));
-        }
+        batch.check_write_size(&self.target)?;
         let mut buf = BytesMut::with_capacity(batch.payload_bytes() + 19);
         // The COPY header goes out with the first batch that encodes: a refused batch sends
         // nothing, and the load can go on.
@@ -307,6 +296,12 @@ fn decode_value(row: &PgRow, i: usize, col: &mut ColumnValues) -> Result<(), Str
     }
 }
 
+/// The bytes `row` of a query result takes once decoded into a batch (see
+/// [`Batch::payload_bytes`]): what the host's cap on a query result counts.
+pub(super) fn query_row_bytes(row: &PgRow) -> usize {
+    (0..row.len()).map(|i| row.try_get_raw(i).ok().and_then(|v| v.as_bytes().ok()).map_or(0, <[u8]>::len) + 13).sum()
+}
+
 pub(super) fn decode_rows(rows: &[PgRow], columns: usize, batch: &mut Batch) -> Result<(), DbError> {
     for row in rows {
         if row.len() != columns {
@@ -340,7 +335,7 @@ impl CopyOutDecoder {
     }
 
     /// Append every complete tuple of `chunk` (with what is pending) to `batch`.
-    pub(super) fn feed(&mut self, chunk: &[u8], batch: &mut Batch) -> Result<(), String> {
+    pub(super) fn feed(&mut self, chunk: &[u8], batch: &mut Batch) -> Result<(), DbError> {
         if self.pending.is_empty() {
             let used = self.parse(chunk, batch)?;
             self.pending.extend_from_slice(&chunk[used..]);
@@ -353,15 +348,17 @@ impl CopyOutDecoder {
         Ok(())
     }
 
-    /// Parse what is complete in `data`; returns the bytes used.
-    fn parse(&mut self, data: &[u8], batch: &mut Batch) -> Result<usize, String> {
+    /// Parse what is complete in `data`; returns the bytes used. A row over [`MAX_ROW_BYTES`]
+    /// is refused as soon as its field lengths say so, before the rest of it is buffered.
+    fn parse(&mut self, data: &[u8], batch: &mut Batch) -> Result<usize, DbError> {
+        let bad = |m: String| DbError::new(ErrorKind::Other, m);
         let mut at = 0;
         if !self.header_done {
             if data.len() < 19 {
                 return Ok(0);
             }
             if &data[..11] != COPY_SIGNATURE {
-                return Err("not binary COPY data (bad signature)".into());
+                return Err(bad("not binary COPY data (bad signature)".into()));
             }
             let ext = u32::from_be_bytes(data[15..19].try_into().expect("4 bytes")) as usize;
             if data.len() < 19 + ext {
@@ -372,7 +369,7 @@ impl CopyOutDecoder {
         }
         while at + 2 <= data.len() {
             if self.trailer_seen {
-                return Err("data after the COPY trailer".into());
+                return Err(bad("data after the COPY trailer".into()));
             }
             let fields = i16::from_be_bytes([data[at], data[at + 1]]);
             if fields == -1 {
@@ -381,7 +378,7 @@ impl CopyOutDecoder {
                 continue;
             }
             if fields as usize != self.decoders.len() {
-                return Err(format!("a row has {fields} fields, expected {}", self.decoders.len()));
+                return Err(bad(format!("a row has {fields} fields, expected {}", self.decoders.len())));
             }
             // Find the tuple's end first, so that a split tuple is not half-appended.
             let mut end = at + 2;
@@ -389,6 +386,12 @@ impl CopyOutDecoder {
                 let Some(len) = data.get(end..end + 4) else { return Ok(at) };
                 let len = i32::from_be_bytes(len.try_into().expect("4 bytes"));
                 end += 4 + len.max(0) as usize;
+                if end - at > MAX_ROW_BYTES {
+                    return Err(DbError::new(
+                        ErrorKind::Limit,
+                        format!("a row of more than {MAX_ROW_BYTES} bytes, the host's limit for one row"),
+                    ));
+                }
                 if end > data.len() {
                     return Ok(at);
                 }
@@ -404,7 +407,7 @@ impl CopyOutDecoder {
                 }
                 let value = &data[field..field + len as usize];
                 field += len as usize;
-                decode_binary(value, *enc, col).map_err(|e| format!("column {}: {e}", c + 1))?;
+                decode_binary(value, *enc, col).map_err(|e| bad(format!("column {}: {e}", c + 1)))?;
             }
             batch.rows += 1;
             at = end;
@@ -506,8 +509,31 @@ mod tests {
             }
         }
         let mut decoder = CopyOutDecoder::new(encoders[..2].to_vec());
-        let err = decoder.feed(&stream, &mut Batch::empty(2, 3)).unwrap_err();
+        let err = decoder.feed(&stream, &mut Batch::empty(2, 3)).unwrap_err().message;
         assert!(err.contains("5 fields, expected 2"), "{err}");
+    }
+
+    /// A row over the host's limit is refused from its field lengths, before its data is
+    /// buffered: the first field's length alone can say so.
+    #[test]
+    fn copy_out_decoder_refuses_a_row_over_the_row_cap_from_its_lengths() {
+        let mut stream = BytesMut::new();
+        stream.put_slice(COPY_SIGNATURE);
+        stream.put_u32(0);
+        stream.put_u32(0);
+        stream.put_i16(2);
+        stream.put_i32((MAX_ROW_BYTES / 2) as i32);
+        stream.put_slice(&[b'x'; 1024]);
+        let mut decoder = CopyOutDecoder::new(vec![Encoding::Text, Encoding::Text]);
+        let mut batch = Batch::empty(2, 1);
+        decoder.feed(&stream, &mut batch).expect("half the cap in one field is fine so far");
+        let mut rest = BytesMut::new();
+        rest.put_slice(&vec![b'x'; MAX_ROW_BYTES / 2 - 1024]);
+        rest.put_i32((MAX_ROW_BYTES / 2) as i32);
+        let e = decoder.feed(&rest, &mut batch).unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Limit), "{:?}", e.kind);
+        assert!(e.message.contains(&format!("a row of more than {MAX_ROW_BYTES} bytes")), "{}", e.message);
+        assert_eq!(batch.rows, 0);
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl BulkWriter for SqliteWriter {
             return Err(e.clone());
         }
         rows.validate(self.columns)?;
+        rows.check_write_size(&self.target)?;
         let (reply, outcome) = oneshot::channel();
         self.commands.send(Command::Insert { sql: self.sql.clone(), rows, reply }).map_err(|_| self.stopped())?;
         self.queued.push_back(outcome);

@@ -53,6 +53,7 @@ fn sqlite_error(path: &Path, e: rusqlite::Error) -> DbError {
     };
     let kind = match &e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => ErrorKind::InvalidInput,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::TooBig => ErrorKind::Limit,
         _ => ErrorKind::Other,
     };
     DbError { kind, message: format!("{}: {e}", path.display()), code }
@@ -214,7 +215,7 @@ impl Target for SqliteFile {
 mod tests {
     use super::*;
     use crate::backend::BulkWriter;
-    use crate::wit::ValueTag;
+    use crate::wit::{MAX_ROW_BYTES, ValueTag};
 
     #[tokio::test]
     async fn reads_a_snapshot_in_batches_and_never_writes() {
@@ -245,6 +246,30 @@ mod tests {
         assert_eq!(second.rows, 1);
         assert!(rx.recv().await.is_none());
         assert!(src.read("t", &[], &[], 10).await.is_err());
+    }
+
+    /// One row over the host's row cap fails the read (kind `limit`) instead of reaching the
+    /// component; the rows before it were delivered.
+    #[tokio::test]
+    async fn a_row_over_the_row_cap_fails_the_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(&format!(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, a BLOB, b BLOB);
+                 INSERT INTO t VALUES (1, x'00', NULL), (2, zeroblob({half}), zeroblob({half}));",
+                half = MAX_ROW_BYTES / 2 + 1
+            ))
+            .unwrap();
+        }
+        let src = SqliteFile::open(&path).unwrap();
+        let cols: Vec<String> = ["id", "a", "b"].iter().map(|s| s.to_string()).collect();
+        let mut rx = src.read("t", &cols, &["id".to_string()], 1).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().unwrap().rows, 1);
+        let e = rx.recv().await.unwrap().unwrap_err();
+        assert!(matches!(e.kind, ErrorKind::Limit), "{:?}", e.kind);
+        assert!(e.message.contains(&format!("a row of more than {MAX_ROW_BYTES} bytes")), "{}", e.message);
     }
 
     /// Queued bulk writes land exactly as sent (empty text and blobs are not NULL), and a

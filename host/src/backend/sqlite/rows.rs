@@ -1,12 +1,13 @@
 //! Rows between SQLite and columnar batches, both ways: reading rows into batches bounded in
 //! rows and bytes, and inserting a batch's rows with one prepared statement.
 
-use crate::wit::{Batch, ValueTag};
+use crate::wit::{Batch, MAX_ROW_BYTES, ValueTag};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
 /// Read rows into batches of at most `batch_rows` rows and `max_bytes` bytes, handing each
-/// to `sink`; stops quietly when `sink` says the reader went away.
+/// to `sink`; stops quietly when `sink` says the reader went away. A row over
+/// [`MAX_ROW_BYTES`] fails the read (`SQLITE_TOOBIG`).
 pub(super) fn read_batches(
     conn: &Connection,
     sql: &str,
@@ -21,6 +22,7 @@ pub(super) fn read_batches(
     let mut batch = Batch::empty(columns, capacity);
     let mut bytes = 0usize;
     while let Some(row) = rows.next()? {
+        let row_starts_at = bytes;
         for (i, col) in batch.columns.iter_mut().enumerate() {
             match row.get_ref(i)? {
                 ValueRef::Null => col.push_null(),
@@ -38,6 +40,12 @@ pub(super) fn read_batches(
         }
         batch.rows += 1;
         bytes += columns * 13;
+        if bytes - row_starts_at > MAX_ROW_BYTES {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_TOOBIG),
+                Some(format!("a row of more than {MAX_ROW_BYTES} bytes, the host's limit for one row")),
+            ));
+        }
         if batch.rows as usize >= batch_rows || bytes >= max_bytes {
             let full = std::mem::replace(&mut batch, Batch::empty(columns, capacity));
             bytes = 0;
