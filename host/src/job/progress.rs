@@ -5,7 +5,9 @@
 //! event can also go to a JSON-lines file (`--progress-events`), and the timeline (when each
 //! database and table started and finished, when the first row reached a target) goes into
 //! the `--report` JSON. Row counts come from the host's own bulk writers, not from the
-//! component: what is shown is what was sent.
+//! component: what is shown is what was sent. `rows` events are coalesced (none for an empty
+//! write, at most [`ROWS_EVENTS_PER_SECOND`] a table), so the events file grows with time and
+//! tables, never with the number of writes; a table's last count is always reported.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -52,6 +54,10 @@ impl Display {
 
 /// How often a long table gets a plain line.
 const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// `rows` events per second and table at most: a follower sees a table move a few times a
+/// second, and a component writing tiny batches in a loop cannot grow the events file faster.
+pub const ROWS_EVENTS_PER_SECOND: u32 = 4;
 
 /// One event, as `--progress-events` writes it (one JSON object per line).
 #[derive(Serialize, Clone, Debug)]
@@ -136,6 +142,9 @@ struct LiveTable {
     rows: u64,
     total: u64,
     last_line: Instant,
+    /// When the last `rows` event went out, and the count it carried.
+    last_event: Option<Instant>,
+    reported_rows: u64,
 }
 
 impl Progress {
@@ -183,6 +192,20 @@ impl Progress {
         ProgressEvent { at_ms: since_start_ms(), event, database, table, rows: 0, rows_total: 0, ok: None }
     }
 
+    /// Emit `live`'s count as a `rows` event, unless the last one already said it: a table's
+    /// last count is reported however its events were coalesced.
+    fn flush_rows(&self, database: &str, live: &mut LiveTable) {
+        if live.rows != live.reported_rows {
+            live.reported_rows = live.rows;
+            live.last_event = Some(Instant::now());
+            self.emit(ProgressEvent {
+                rows: live.rows,
+                rows_total: live.total,
+                ..Self::event("rows", database, &live.table)
+            });
+        }
+    }
+
     /// The component is instantiated: everything from here on is migration work.
     pub fn component_ready(&self) {
         let mut s = self.inner.state.lock().unwrap();
@@ -223,14 +246,16 @@ impl Progress {
     }
 
     pub fn database_finished(&self, database: &str, ok: bool) {
+        let mut s = self.inner.state.lock().unwrap();
+        if let Some(mut live) = s.live.remove(database) {
+            self.flush_rows(database, &mut live);
+        }
         let mut e = Self::event("database-finished", database, "");
         e.ok = Some(ok);
-        let mut s = self.inner.state.lock().unwrap();
         if let Some(db) = s.latest(database) {
             db.finished_ms = Some(e.at_ms);
             db.ok = Some(ok);
         }
-        s.live.remove(database);
         if let Some(bar) = s.bars.remove(database) {
             bar.finish_and_clear();
             if let Some(multi) = &self.inner.multi {
@@ -249,10 +274,18 @@ impl Progress {
             db.tables.push(TableTimeline { table: table.to_string(), started_ms: e.at_ms, ..Default::default() });
         }
         let now = Instant::now();
-        s.live.insert(
-            database.to_string(),
-            LiveTable { table: table.to_string(), started: now, rows: 0, total: 0, last_line: now },
-        );
+        let live = LiveTable {
+            table: table.to_string(),
+            started: now,
+            rows: 0,
+            total: 0,
+            last_line: now,
+            last_event: None,
+            reported_rows: 0,
+        };
+        if let Some(mut previous) = s.live.insert(database.to_string(), live) {
+            self.flush_rows(database, &mut previous);
+        }
         if let Some(bar) = s.bars.get(database) {
             bar.reset();
             bar.set_length(0);
@@ -272,12 +305,18 @@ impl Progress {
         }
     }
 
-    /// `rows` more rows were sent to `table`.
+    /// `rows` more rows were sent to `table`. An empty write changes nothing and says nothing;
+    /// the `rows` event goes out at most [`ROWS_EVENTS_PER_SECOND`] times a second (the table's
+    /// last count follows when it is loaded, or when the next table or the database ends).
     pub fn rows_sent(&self, database: &str, table: &str, rows: u64) {
+        if rows == 0 {
+            return;
+        }
         let mut s = self.inner.state.lock().unwrap();
-        let first = s.timeline.first_row_ms.is_none() && rows > 0;
+        let first = s.timeline.first_row_ms.is_none();
         let mut line = None;
         let mut e = Self::event("rows", database, table);
+        let mut due = false;
         if first {
             s.timeline.first_row_ms = Some(e.at_ms);
         }
@@ -285,6 +324,12 @@ impl Progress {
             live.rows += rows;
             e.rows = live.rows;
             e.rows_total = live.total;
+            let every = Duration::from_secs(1) / ROWS_EVENTS_PER_SECOND;
+            if first || live.last_event.is_none_or(|at| at.elapsed() >= every) {
+                due = true;
+                live.last_event = Some(Instant::now());
+                live.reported_rows = live.rows;
+            }
             if self.inner.display == Display::Lines && live.last_line.elapsed() >= LINE_EVERY {
                 live.last_line = Instant::now();
                 line = Some(progress_line(database, live));
@@ -298,7 +343,9 @@ impl Progress {
             // The same instant the timeline recorded.
             self.emit(ProgressEvent { event: "first-row", ..e.clone() });
         }
-        self.emit(e);
+        if due {
+            self.emit(e);
+        }
         if let Some(line) = line {
             super::console::detail(&line);
         }
@@ -306,9 +353,12 @@ impl Progress {
 
     /// The bulk load into `table` finished with `rows` rows.
     pub fn table_loaded(&self, database: &str, table: &str, rows: u64) {
+        let mut s = self.inner.state.lock().unwrap();
+        if let Some(live) = s.live.get_mut(database).filter(|l| l.table == table) {
+            self.flush_rows(database, live);
+        }
         let mut e = Self::event("table-loaded", database, table);
         e.rows = rows;
-        let mut s = self.inner.state.lock().unwrap();
         if let Some(t) = s.latest(database).and_then(|d| d.tables.iter_mut().rev().find(|t| t.table == table)) {
             t.loaded_ms = Some(e.at_ms);
             t.rows = rows;
@@ -393,7 +443,6 @@ mod tests {
                 "component-ready",
                 "database-started",
                 "table-started",
-                "rows",
                 "first-row",
                 "rows",
                 "rows",
@@ -401,6 +450,56 @@ mod tests {
                 "database-finished"
             ]
         );
+        // The write of 1 came too soon after the one of 2 for an event of its own: the count
+        // it made goes out before the table is reported loaded.
+        assert_eq!((lines[5]["rows"].as_u64(), lines[5]["rows_total"].as_u64()), (Some(3), Some(3)));
         assert_eq!((lines[6]["rows"].as_u64(), lines[6]["rows_total"].as_u64()), (Some(3), Some(3)));
+    }
+
+    /// Writes in a tight loop make a few events a second, empty ones none, and every table's
+    /// last count is reported: when loaded, when the next table starts, when the database ends.
+    #[test]
+    fn rows_events_are_coalesced_and_end_with_each_tables_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = dir.path().join("events.jsonl");
+        let p = Progress::new(Display::Quiet, Some(&events)).unwrap();
+        p.database_started("server_db");
+        p.table_started("server_db", "users");
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_millis(600) {
+            p.rows_sent("server_db", "users", 0);
+            p.rows_sent("server_db", "users", 1);
+            sent += 1;
+        }
+        p.table_loaded("server_db", "users", sent);
+        p.table_started("server_db", "tags");
+        p.rows_sent("server_db", "tags", 5);
+        p.rows_sent("server_db", "tags", 2);
+        p.table_started("server_db", "orphans");
+        p.rows_sent("server_db", "orphans", 4);
+        p.rows_sent("server_db", "orphans", 3);
+        p.database_finished("server_db", false);
+        p.finish();
+        let lines: Vec<serde_json::Value> =
+            std::fs::read_to_string(&events).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rows = |table: &str| -> Vec<u64> {
+            lines
+                .iter()
+                .filter(|l| l["event"] == "rows" && l["table"] == table)
+                .map(|l| l["rows"].as_u64().unwrap())
+                .collect()
+        };
+        let users = rows("users");
+        assert!(
+            users.len() <= 1 + 600 / (1000 / ROWS_EVENTS_PER_SECOND as usize) + 1,
+            "{} events for {sent} writes",
+            users.len()
+        );
+        assert!(sent > 10 * users.len() as u64, "{} events for {sent} writes", users.len());
+        assert_eq!(users.last(), Some(&sent), "the table's last count");
+        assert!(users.iter().all(|&n| n > 0) && users.windows(2).all(|w| w[0] < w[1]), "{users:?}");
+        assert_eq!(rows("tags"), [5, 7], "flushed when the next table starts");
+        assert_eq!(rows("orphans"), [4, 7], "flushed when the database ends");
     }
 }
