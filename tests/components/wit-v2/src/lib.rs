@@ -13,6 +13,7 @@ struct Component;
 export!(Component);
 
 include!("../../conventions.rs");
+include!("../../accounting.rs");
 
 const LOADED: &str = "wit-v2: a component built for blocklet:migrate@2.0.0 was run by a 1.x host";
 
