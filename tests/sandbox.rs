@@ -255,7 +255,11 @@ fn made_up_counts_are_not_believed() {
     let run = run_hostile_ending("lying-report", &[], |_| {}, 4);
     assert!(run.out.stdout.contains("lying-report: claiming"), "{:?}", run.out);
     assert_job_error(&run, "lying-report", "the host's own count does not account for every source row");
-    assert!(run.out.stderr.contains("server_db.users:") || run.out.stdout.contains("server_db.users:"), "{:?}", run.out);
+    assert!(
+        run.out.stderr.contains("server_db.users:") || run.out.stdout.contains("server_db.users:"),
+        "{:?}",
+        run.out
+    );
     assert!(!run.out.stdout.contains("✅ Table"), "per-table success lines before the host's check: {:?}", run.out);
     assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
 }
