@@ -5,6 +5,9 @@
 //! * A second component — the guest built with `--features test-extra-migration`, which also
 //!   knows migration `20991231000000-test-extra.js` and its table `test_extras` — migrates a
 //!   source the bundled component refuses, on the *same* host binary.
+//! * A component whose server names another lock file and another meta table (the guest built
+//!   with `--features test-other-conventions`): the host uses the component's names in both
+//!   directions.
 //! * A component built against `blocklet:migrate@2.0.0` (`tests/components/wit-v2`: a generated
 //!   copy of the WIT with the package moved to the next major version) is refused, naming both
 //!   versions.
@@ -26,25 +29,35 @@ const EXTRA_MIGRATION: &str = "20991231000000-test-extra.js";
 /// `<workspace>/target/guest-extra`.
 fn extra_component() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let target = workspace_root().join("target").join("guest-extra");
-        let args = [
-            "build",
-            "--release",
-            "-p",
-            "blocklet-migrate-guest",
-            "--target",
-            "wasm32-wasip2",
-            "--features",
-            "test-extra-migration",
-            "--target-dir",
-            target.to_str().expect("utf-8 path"),
-        ];
-        // No debug info: smaller and faster to build; the code is the same.
-        let took = cargo_build(&args, &[("CARGO_PROFILE_RELEASE_DEBUG", "false")]);
-        eprintln!("guest with test-extra-migration built in {:.1}s", took.as_secs_f64());
-        target.join("wasm32-wasip2").join("release").join("blocklet_migrate_guest.wasm")
-    })
+    WASM.get_or_init(|| guest_with_feature("test-extra-migration", "guest-extra"))
+}
+
+/// The guest built with `--features test-other-conventions` (another lock file, another meta
+/// table), once per test run, into `<workspace>/target/guest-other-conventions`.
+fn other_conventions_component() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_with_feature("test-other-conventions", "guest-other-conventions"))
+}
+
+/// The guest built for `wasm32-wasip2` with `feature`, into `<workspace>/target/<dir>`.
+fn guest_with_feature(feature: &str, dir: &str) -> PathBuf {
+    let target = workspace_root().join("target").join(dir);
+    let args = [
+        "build",
+        "--release",
+        "-p",
+        "blocklet-migrate-guest",
+        "--target",
+        "wasm32-wasip2",
+        "--features",
+        feature,
+        "--target-dir",
+        target.to_str().expect("utf-8 path"),
+    ];
+    // No debug info: smaller and faster to build; the code is the same.
+    let took = cargo_build(&args, &[("CARGO_PROFILE_RELEASE_DEBUG", "false")]);
+    eprintln!("guest with {feature} built in {:.1}s", took.as_secs_f64());
+    target.join("wasm32-wasip2").join("release").join("blocklet_migrate_guest.wasm")
 }
 
 /// The WIT package version of `wit/blocklet-migrate.wit` (`package blocklet:migrate@X;`).
@@ -197,6 +210,40 @@ fn a_newer_component_runs_on_the_same_host_and_migrates_what_the_bundled_one_ref
     // Everything else arrived as the bundled component would have migrated it.
     let summary = compare_all(&data_dir, &pg);
     assert!(summary.len() > 80, "compared only {} tables", summary.len());
+}
+
+/// A component whose server keeps its lock file and its meta table elsewhere: the host writes and
+/// removes the lock file the component names, and lets it fill the meta table it names, in both
+/// directions; the host itself names neither.
+#[test]
+fn the_lock_file_and_the_meta_table_are_the_components() {
+    let component = other_conventions_component();
+    let pg = PgCluster::start();
+    let tmp = fixture_copy();
+    let data_dir = data_dir(tmp.path());
+    // The pretend server's meta table is `MigrationMeta` in every file.
+    for (file, _, _) in sqlite_targets(&data_dir) {
+        sqlite_exec(&file, "ALTER TABLE SequelizeMeta RENAME TO MigrationMeta;");
+    }
+    let cache = TempDir::with_prefix("bm-cache-").expect("cache dir");
+    let url = pg.url();
+    let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
+    let (dd, c) = (data_dir.to_str().expect("utf-8 path"), component.to_str().expect("utf-8 path"));
+    let to_postgres = ["--dialect", "postgres", "--data-dir", dd, "--component", c];
+    let (out, _) = run_migrate_within(&to_postgres, &data_dir, &env, Duration::from_secs(300));
+    assert_success(&out);
+    assert!(data_dir.join("core/other-conventions.lock").is_file(), "the component's lock file is missing: {out:?}");
+    assert_no_lock_file(&data_dir);
+    assert_eq!(pg.psql_i64("server_db", "SELECT count(*) FROM public.\"MigrationMeta\""), 74);
+    assert_eq!(pg.psql_i64("server_db", "SELECT count(*) FROM pg_tables WHERE tablename = 'SequelizeMeta'"), 0);
+
+    let to_sqlite = ["--dialect", "sqlite", "--data-dir", dd, "--component", c];
+    let (out, _) = run_migrate_within(&to_sqlite, &data_dir, &env, Duration::from_secs(300));
+    assert_success(&out);
+    assert!(!data_dir.join("core/other-conventions.lock").exists(), "the component's lock file was kept: {out:?}");
+    let server_db = data_dir.join("core/server.db");
+    assert_eq!(sqlite_rows(&server_db, "MigrationMeta").len(), 74);
+    assert!(!sqlite_tables(&server_db).contains(&"SequelizeMeta".to_string()), "{out:?}");
 }
 
 #[test]
