@@ -274,6 +274,16 @@ fn a_transaction_aborted_by_the_component_is_not_reported_as_success() {
     assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
 }
 
+/// Tables created one after another in the job's transaction: stopped at the host's object limit
+/// (the whole transaction rolled back), long before PostgreSQL's lock table fills.
+#[test]
+fn a_job_cannot_fill_the_servers_lock_table() {
+    let run = run_hostile("table-flood", &[]);
+    assert_job_error(&run, "table-flood", "refused after 500 tables");
+    assert_job_error(&run, "table-flood", "the limit is 500");
+    assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
+}
+
 /// Each malformed write is refused by the host (kind `invalid-input` or `limit`), and a refused
 /// batch leaves the load as it was (the component then finishes it: 0 rows).
 #[test]
