@@ -239,7 +239,7 @@ fn the_lock_file_and_the_meta_table_are_the_components() {
 
     let to_sqlite = ["--dialect", "sqlite", "--data-dir", dd, "--component", c];
     let (out, _) = run_migrate_within(&to_sqlite, &data_dir, &env, Duration::from_secs(300));
-    assert_success(&out);
+    assert_sqlite_success(&out);
     assert!(!data_dir.join("core/other-conventions.lock").exists(), "the component's lock file was kept: {out:?}");
     let server_db = data_dir.join("core/server.db");
     assert_eq!(sqlite_rows(&server_db, "MigrationMeta").len(), 74);
