@@ -71,7 +71,7 @@ fn wit_version() -> String {
 
 /// `blocklet-migrate component info [file]` with its own compile cache.
 fn component_info(file: Option<&Path>, cache: &Path) -> (Output, Duration) {
-    let mut args = vec!["component", "info"];
+    let mut args = vec!["component", "info", "--allow-unsigned"];
     if let Some(f) = file {
         args.push(f.to_str().expect("utf-8 path"));
     }
@@ -180,7 +180,7 @@ fn a_newer_component_runs_on_the_same_host_and_migrates_what_the_bundled_one_ref
     // The same host binary with the extra component: migrated and verified.
     let component = extra.to_str().expect("utf-8 path");
     let (out, took) = run_migrate_within(
-        &["--dialect", "postgres", "--data-dir", dd, "--component", component],
+        &["--dialect", "postgres", "--data-dir", dd, "--component", component, "--allow-unsigned"],
         &data_dir,
         &env,
         Duration::from_secs(300),
@@ -229,7 +229,7 @@ fn the_lock_file_and_the_meta_table_are_the_components() {
     let url = pg.url();
     let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
     let (dd, c) = (data_dir.to_str().expect("utf-8 path"), component.to_str().expect("utf-8 path"));
-    let to_postgres = ["--dialect", "postgres", "--data-dir", dd, "--component", c];
+    let to_postgres = ["--dialect", "postgres", "--data-dir", dd, "--component", c, "--allow-unsigned"];
     let (out, _) = run_migrate_within(&to_postgres, &data_dir, &env, Duration::from_secs(300));
     assert_success(&out);
     assert!(data_dir.join("core/other-conventions.lock").is_file(), "the component's lock file is missing: {out:?}");
@@ -237,7 +237,7 @@ fn the_lock_file_and_the_meta_table_are_the_components() {
     assert_eq!(pg.psql_i64("server_db", "SELECT count(*) FROM public.\"MigrationMeta\""), 74);
     assert_eq!(pg.psql_i64("server_db", "SELECT count(*) FROM pg_tables WHERE tablename = 'SequelizeMeta'"), 0);
 
-    let to_sqlite = ["--dialect", "sqlite", "--data-dir", dd, "--component", c];
+    let to_sqlite = ["--dialect", "sqlite", "--data-dir", dd, "--component", c, "--allow-unsigned"];
     let (out, _) = run_migrate_within(&to_sqlite, &data_dir, &env, Duration::from_secs(300));
     assert_sqlite_success(&out);
     assert!(!data_dir.join("core/other-conventions.lock").exists(), "the component's lock file was kept: {out:?}");
@@ -263,7 +263,7 @@ fn a_component_for_another_major_wit_version_is_refused_naming_both_versions() {
         ("ABT_NODE_POSTGRES_URL", "postgres://postgres@127.0.0.1:1/postgres"),
         ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap()),
     ];
-    let args = ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v2.to_str().unwrap()];
+    let args = ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v2.to_str().unwrap(), "--allow-unsigned"];
     let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
     assert_failure(&out);
     assert_eq!(out.code, 2, "{out:?}");
@@ -359,7 +359,7 @@ fn a_component_for_an_older_minor_wit_version_runs() {
     let url = pg.url();
     let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
     let args =
-        ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v11.to_str().unwrap()];
+        ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v11.to_str().unwrap(), "--allow-unsigned"];
     let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
     assert_eq!(out.code, 2, "{out:?}");
     let ran = out.stderr.lines().find(|l| l.contains("a 1.1.0 component ran on this host and saw"));

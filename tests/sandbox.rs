@@ -81,7 +81,7 @@ fn run_hostile_ending(name: &str, overrides: &[(&str, &str)], setup: impl FnOnce
         [("--cpu-limit", CPU_LIMIT), ("--memory-limit", MEMORY_LIMIT), ("--timeout", TIMEOUT)].into();
     limits.extend(overrides.iter().copied());
     let mut args: Vec<&str> = vec!["--dialect", "postgres", "--data-dir", data_dir.to_str().expect("utf-8 path")];
-    args.extend(["--component", component.to_str().expect("utf-8 path")]);
+    args.extend(["--component", component.to_str().expect("utf-8 path"), "--allow-unsigned"]);
     for (flag, value) in &limits {
         args.push(flag);
         // A flag without a value (`("--force", "")`).
@@ -365,6 +365,7 @@ fn a_plan_cannot_write_files_outside_the_data_dir() {
         path_str(&data_dir),
         "--component",
         path_str(&component),
+        "--allow-unsigned",
         "--cpu-limit",
         CPU_LIMIT,
         "--memory-limit",
@@ -432,6 +433,7 @@ fn a_plan_cannot_target_a_database_that_is_not_a_blocklet_one() {
         path_str(&data_dir),
         "--component",
         path_str(&component),
+        "--allow-unsigned",
         "--cpu-limit",
         CPU_LIMIT,
         "--memory-limit",
