@@ -21,6 +21,16 @@ test:
 dist:
     dist/dist.sh
 
+# Make an Ed25519 key pair for signing components: PREFIX.key (secret: keep it safe) and PREFIX.pub (for
+# operators: `--trusted-key PREFIX.pub`, or a copy in ~/.config/blocklet-migrate/trusted-keys/). OpenSSL makes
+# the same files: openssl genpkey -algorithm ed25519 -out PREFIX.key && openssl pkey -in PREFIX.key -pubout -out PREFIX.pub
+component-keygen PREFIX: build
+    target/release/blocklet-migrate component keygen "{{PREFIX}}"
+
+# Sign a component build in place with a secret key (`component info FILE --trusted-key KEY.pub` shows who signed it).
+sign-component FILE KEY: build
+    target/release/blocklet-migrate component sign "{{FILE}}" --key "{{KEY}}"
+
 # Formatting and lints, as CI wants them.
 lint:
     cargo fmt --all --check

@@ -5,6 +5,9 @@
 //! * A second component — the guest built with `--features test-extra-migration`, which also
 //!   knows migration `20991231000000-test-extra.js` and its table `test_extras` — migrates a
 //!   source the bundled component refuses, on the *same* host binary.
+//! * A component whose server names another lock file and another meta table (the guest built
+//!   with `--features test-other-conventions`): the host uses the component's names in both
+//!   directions.
 //! * A component built against `blocklet:migrate@2.0.0` (`tests/components/wit-v2`: a generated
 //!   copy of the WIT with the package moved to the next major version) is refused, naming both
 //!   versions.
@@ -26,25 +29,35 @@ const EXTRA_MIGRATION: &str = "20991231000000-test-extra.js";
 /// `<workspace>/target/guest-extra`.
 fn extra_component() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| {
-        let target = workspace_root().join("target").join("guest-extra");
-        let args = [
-            "build",
-            "--release",
-            "-p",
-            "blocklet-migrate-guest",
-            "--target",
-            "wasm32-wasip2",
-            "--features",
-            "test-extra-migration",
-            "--target-dir",
-            target.to_str().expect("utf-8 path"),
-        ];
-        // No debug info: smaller and faster to build; the code is the same.
-        let took = cargo_build(&args, &[("CARGO_PROFILE_RELEASE_DEBUG", "false")]);
-        eprintln!("guest with test-extra-migration built in {:.1}s", took.as_secs_f64());
-        target.join("wasm32-wasip2").join("release").join("blocklet_migrate_guest.wasm")
-    })
+    WASM.get_or_init(|| guest_with_feature("test-extra-migration", "guest-extra"))
+}
+
+/// The guest built with `--features test-other-conventions` (another lock file, another meta
+/// table), once per test run, into `<workspace>/target/guest-other-conventions`.
+fn other_conventions_component() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_with_feature("test-other-conventions", "guest-other-conventions"))
+}
+
+/// The guest built for `wasm32-wasip2` with `feature`, into `<workspace>/target/<dir>`.
+fn guest_with_feature(feature: &str, dir: &str) -> PathBuf {
+    let target = workspace_root().join("target").join(dir);
+    let args = [
+        "build",
+        "--release",
+        "-p",
+        "blocklet-migrate-guest",
+        "--target",
+        "wasm32-wasip2",
+        "--features",
+        feature,
+        "--target-dir",
+        target.to_str().expect("utf-8 path"),
+    ];
+    // No debug info: smaller and faster to build; the code is the same.
+    let took = cargo_build(&args, &[("CARGO_PROFILE_RELEASE_DEBUG", "false")]);
+    eprintln!("guest with {feature} built in {:.1}s", took.as_secs_f64());
+    target.join("wasm32-wasip2").join("release").join("blocklet_migrate_guest.wasm")
 }
 
 /// The WIT package version of `wit/blocklet-migrate.wit` (`package blocklet:migrate@X;`).
@@ -58,7 +71,7 @@ fn wit_version() -> String {
 
 /// `blocklet-migrate component info [file]` with its own compile cache.
 fn component_info(file: Option<&Path>, cache: &Path) -> (Output, Duration) {
-    let mut args = vec!["component", "info"];
+    let mut args = vec!["component", "info", "--allow-unsigned"];
     if let Some(f) = file {
         args.push(f.to_str().expect("utf-8 path"));
     }
@@ -167,7 +180,7 @@ fn a_newer_component_runs_on_the_same_host_and_migrates_what_the_bundled_one_ref
     // The same host binary with the extra component: migrated and verified.
     let component = extra.to_str().expect("utf-8 path");
     let (out, took) = run_migrate_within(
-        &["--dialect", "postgres", "--data-dir", dd, "--component", component],
+        &["--dialect", "postgres", "--data-dir", dd, "--component", component, "--allow-unsigned"],
         &data_dir,
         &env,
         Duration::from_secs(300),
@@ -199,6 +212,40 @@ fn a_newer_component_runs_on_the_same_host_and_migrates_what_the_bundled_one_ref
     assert!(summary.len() > 80, "compared only {} tables", summary.len());
 }
 
+/// A component whose server keeps its lock file and its meta table elsewhere: the host writes and
+/// removes the lock file the component names, and lets it fill the meta table it names, in both
+/// directions; the host itself names neither.
+#[test]
+fn the_lock_file_and_the_meta_table_are_the_components() {
+    let component = other_conventions_component();
+    let pg = PgCluster::start();
+    let tmp = fixture_copy();
+    let data_dir = data_dir(tmp.path());
+    // The pretend server's meta table is `MigrationMeta` in every file.
+    for (file, _, _) in sqlite_targets(&data_dir) {
+        sqlite_exec(&file, "ALTER TABLE SequelizeMeta RENAME TO MigrationMeta;");
+    }
+    let cache = TempDir::with_prefix("bm-cache-").expect("cache dir");
+    let url = pg.url();
+    let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
+    let (dd, c) = (data_dir.to_str().expect("utf-8 path"), component.to_str().expect("utf-8 path"));
+    let to_postgres = ["--dialect", "postgres", "--data-dir", dd, "--component", c, "--allow-unsigned"];
+    let (out, _) = run_migrate_within(&to_postgres, &data_dir, &env, Duration::from_secs(300));
+    assert_success(&out);
+    assert!(data_dir.join("core/other-conventions.lock").is_file(), "the component's lock file is missing: {out:?}");
+    assert_no_lock_file(&data_dir);
+    assert_eq!(pg.psql_i64("server_db", "SELECT count(*) FROM public.\"MigrationMeta\""), 74);
+    assert_eq!(pg.psql_i64("server_db", "SELECT count(*) FROM pg_tables WHERE tablename = 'SequelizeMeta'"), 0);
+
+    let to_sqlite = ["--dialect", "sqlite", "--data-dir", dd, "--component", c, "--allow-unsigned"];
+    let (out, _) = run_migrate_within(&to_sqlite, &data_dir, &env, Duration::from_secs(300));
+    assert_sqlite_success(&out);
+    assert!(!data_dir.join("core/other-conventions.lock").exists(), "the component's lock file was kept: {out:?}");
+    let server_db = data_dir.join("core/server.db");
+    assert_eq!(sqlite_rows(&server_db, "MigrationMeta").len(), 74);
+    assert!(!sqlite_tables(&server_db).contains(&"SequelizeMeta".to_string()), "{out:?}");
+}
+
 #[test]
 fn a_component_for_another_major_wit_version_is_refused_naming_both_versions() {
     let v2 = test_component("wit-v2");
@@ -216,7 +263,7 @@ fn a_component_for_another_major_wit_version_is_refused_naming_both_versions() {
         ("ABT_NODE_POSTGRES_URL", "postgres://postgres@127.0.0.1:1/postgres"),
         ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap()),
     ];
-    let args = ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v2.to_str().unwrap()];
+    let args = ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v2.to_str().unwrap(), "--allow-unsigned"];
     let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
     assert_failure(&out);
     assert_eq!(out.code, 2, "{out:?}");
@@ -312,7 +359,7 @@ fn a_component_for_an_older_minor_wit_version_runs() {
     let url = pg.url();
     let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
     let args =
-        ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v11.to_str().unwrap()];
+        ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v11.to_str().unwrap(), "--allow-unsigned"];
     let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
     assert_eq!(out.code, 2, "{out:?}");
     let ran = out.stderr.lines().find(|l| l.contains("a 1.1.0 component ran on this host and saw"));

@@ -59,7 +59,7 @@ fn sixteen_tenants_in_one_process_one_hostile() {
     let cache = work.path().join("cache");
 
     let (out, took) = run_migrate_within(
-        &["batch", jobs_file.to_str().unwrap(), "--report", report_file.to_str().unwrap()],
+        &["batch", jobs_file.to_str().unwrap(), "--report", report_file.to_str().unwrap(), "--allow-unsigned"],
         work.path(),
         &[("BLOCKLET_MIGRATE_CACHE_DIR", cache.to_str().unwrap())],
         Duration::from_secs(170),

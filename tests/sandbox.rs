@@ -81,7 +81,7 @@ fn run_hostile_ending(name: &str, overrides: &[(&str, &str)], setup: impl FnOnce
         [("--cpu-limit", CPU_LIMIT), ("--memory-limit", MEMORY_LIMIT), ("--timeout", TIMEOUT)].into();
     limits.extend(overrides.iter().copied());
     let mut args: Vec<&str> = vec!["--dialect", "postgres", "--data-dir", data_dir.to_str().expect("utf-8 path")];
-    args.extend(["--component", component.to_str().expect("utf-8 path")]);
+    args.extend(["--component", component.to_str().expect("utf-8 path"), "--allow-unsigned"]);
     for (flag, value) in &limits {
         args.push(flag);
         // A flag without a value (`("--force", "")`).
@@ -255,7 +255,11 @@ fn made_up_counts_are_not_believed() {
     let run = run_hostile_ending("lying-report", &[], |_| {}, 4);
     assert!(run.out.stdout.contains("lying-report: claiming"), "{:?}", run.out);
     assert_job_error(&run, "lying-report", "the host's own count does not account for every source row");
-    assert!(run.out.stderr.contains("server_db.users:") || run.out.stdout.contains("server_db.users:"), "{:?}", run.out);
+    assert!(
+        run.out.stderr.contains("server_db.users:") || run.out.stdout.contains("server_db.users:"),
+        "{:?}",
+        run.out
+    );
     assert!(!run.out.stdout.contains("✅ Table"), "per-table success lines before the host's check: {:?}", run.out);
     assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
 }
@@ -267,6 +271,16 @@ fn a_transaction_aborted_by_the_component_is_not_reported_as_success() {
     let run = run_hostile_ending("aborted-transaction", &[], |_| {}, 4);
     assert!(run.out.stdout.contains("aborted-transaction: ignoring"), "{:?}", run.out);
     assert_job_error(&run, "aborted-transaction", "nothing committed");
+    assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
+}
+
+/// Tables created one after another in the job's transaction: stopped at the host's object limit
+/// (the whole transaction rolled back), long before PostgreSQL's lock table fills.
+#[test]
+fn a_job_cannot_fill_the_servers_lock_table() {
+    let run = run_hostile("table-flood", &[]);
+    assert_job_error(&run, "table-flood", "refused after 500 tables");
+    assert_job_error(&run, "table-flood", "the limit is 500");
     assert!(!run.pg.databases().contains(&"server_db".to_string()), "server_db left behind");
 }
 
@@ -351,6 +365,7 @@ fn a_plan_cannot_write_files_outside_the_data_dir() {
         path_str(&data_dir),
         "--component",
         path_str(&component),
+        "--allow-unsigned",
         "--cpu-limit",
         CPU_LIMIT,
         "--memory-limit",
@@ -418,6 +433,7 @@ fn a_plan_cannot_target_a_database_that_is_not_a_blocklet_one() {
         path_str(&data_dir),
         "--component",
         path_str(&component),
+        "--allow-unsigned",
         "--cpu-limit",
         CPU_LIMIT,
         "--memory-limit",

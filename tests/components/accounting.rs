@@ -1,6 +1,7 @@
 // The WIT 1.3 `accounting` export every component built against the current WIT must have: each
 // source table copied into its namesake, except the meta table, as the bundled component declares
-// it. Included by `bindings.rs`; needs its `Component`.
+// it. Included by `bindings.rs` (and by `wit-v2`, which has bindings of its own); needs the
+// crate's `Component`.
 
 impl exports::blocklet::migrate::accounting::Guest for Component {
     fn feeds(

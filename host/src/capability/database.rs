@@ -44,6 +44,8 @@ pub struct DatabaseState {
     first_rows: Option<tokio::sync::oneshot::Sender<()>>,
     /// Rows the host itself delivered and loaded, per handle and table.
     tallies: Tallies,
+    /// Objects each target handle's statements created (see [`policy::check_created_objects`]).
+    created_objects: HashMap<u32, usize>,
 }
 
 impl DatabaseState {
@@ -224,6 +226,10 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         if let Err(e) = check_statement(db, &statement, &self.state.meta_table) {
             return Ok(Err(e));
         }
+        let created = self.state.created_objects.entry(h.rep()).or_default();
+        if let Err(e) = policy::check_created_objects(created, std::iter::once(statement.as_str())) {
+            return Ok(Err(e));
+        }
         Ok(db.execute(&statement).await)
     }
 
@@ -237,7 +243,11 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
             .and_then(|_| policy::check_script_size(&statements))
             .and_then(|_| policy::check_drop(statements.iter().map(String::as_str), self.state.allow_drop))
             .and_then(|_| db.deny_read_only())
-            .and_then(|_| statements.iter().try_for_each(|s| check_statement(db, s, &self.state.meta_table)));
+            .and_then(|_| statements.iter().try_for_each(|s| check_statement(db, s, &self.state.meta_table)))
+            .and_then(|_| {
+                let created = self.state.created_objects.entry(h.rep()).or_default();
+                policy::check_created_objects(created, statements.iter().map(String::as_str))
+            });
         if let Err(e) = checked {
             return Ok(Err(e));
         }

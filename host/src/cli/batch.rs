@@ -12,7 +12,9 @@
 //! data_dir = "/srv/a/.blocklet-server"
 //! postgres_url = "postgres://user:pw@db:5432/postgres"
 //! dialect = "postgres"                 # or "sqlite"; default postgres
-//! component = "/opt/migrations/x.wasm" # optional; default: the bundled one
+//! component = "/opt/migrations/x.wasm" # optional; default: the bundled one (a file must be signed
+//!                                      # by a trusted key: `batch --trusted-key`, the key directory,
+//!                                      # or `batch --allow-unsigned`, as for one migration)
 //! force = false                        # optional
 //! memory_limit_mib = 256               # optional
 //! cpu_limit_seconds = 30               # optional
@@ -20,8 +22,8 @@
 //! report = "/var/log/a.json"           # optional per-job report
 //! ```
 
-use super::{Dialect, EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE};
-use crate::job::{ComponentChoice, JobOptions, JobSpec, OutputOptions, console};
+use super::{Dialect, EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE, TrustArgs};
+use crate::job::{ComponentChoice, JobOptions, JobSpec, OutputOptions, admit, console};
 use crate::sandbox::{
     BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Limits, Runtime,
     pooled_engine,
@@ -93,7 +95,7 @@ pub fn peak_rss_mib() -> Option<u64> {
 }
 
 /// Run every job of `file`, at most `parallel` at a time. Exit code 0 when all succeeded.
-pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
+pub async fn run(file: &Path, parallel: usize, report: Option<&Path>, trust: &TrustArgs) -> u8 {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -112,6 +114,13 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
         console::error(&format!("{} lists no [[job]]", file.display()));
         return EXIT_USAGE;
     }
+    let policy = match trust.policy() {
+        Ok(p) => p,
+        Err(e) => {
+            console::error(&e.to_string());
+            return EXIT_USAGE;
+        }
+    };
     let parallel = spec.parallel.unwrap_or(parallel).max(1);
     let max_memory = spec
         .jobs
@@ -130,13 +139,16 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>) -> u8 {
             return EXIT_FAILED;
         }
     };
-    // Compile each distinct component once.
+    // Check and compile each distinct component once.
     let mut runtimes: BTreeMap<Option<PathBuf>, Result<Compiled, String>> = BTreeMap::new();
     for job in &spec.jobs {
         runtimes.entry(job.component.clone()).or_insert_with(|| {
             let (wasm, source) = match &job.component {
                 Some(p) => match std::fs::read(p) {
-                    Ok(b) => (b, p.display().to_string()),
+                    Ok(b) => {
+                        admit(&policy, p, &b)?;
+                        (b, p.display().to_string())
+                    }
                     Err(e) => return Err(format!("cannot read component {}: {e}", p.display())),
                 },
                 None => (BUNDLED_COMPONENT.to_vec(), "bundled".to_string()),

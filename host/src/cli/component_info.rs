@@ -1,14 +1,18 @@
-//! `blocklet-migrate component info [FILE]`: what a component says it is, and its digest.
+//! `blocklet-migrate component info [FILE]`: who signed a component and its digest, then, if
+//! the trust policy lets it run, what it says it is.
 
+use super::TrustArgs;
 use super::{EXIT_SUCCESS, console};
-use crate::job::JobError;
 use crate::job::events::{ConsoleEvents, default_rejects_path};
+use crate::job::{JobError, admit};
+use crate::sandbox::signature;
 use crate::sandbox::{BUNDLED_COMPONENT, HOST_WIT_VERSION, Limits, Runtime};
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 /// Print a component's name, version, WIT version, known schema and sha256; the exit code.
-pub async fn run(file: Option<PathBuf>) -> u8 {
-    match show(file).await {
+pub async fn run(file: Option<PathBuf>, trust: TrustArgs) -> u8 {
+    match show(file, trust).await {
         Ok(()) => EXIT_SUCCESS,
         Err(e) => {
             console::error(&e.to_string());
@@ -17,12 +21,25 @@ pub async fn run(file: Option<PathBuf>) -> u8 {
     }
 }
 
-async fn show(file: Option<PathBuf>) -> Result<(), JobError> {
-    let (wasm, source) = match &file {
-        Some(path) => std::fs::read(path)
-            .map(|bytes| (bytes, path.display().to_string()))
-            .map_err(|e| JobError::Config(format!("cannot read component {}: {e}", path.display())))?,
-        None => (BUNDLED_COMPONENT.to_vec(), "bundled".into()),
+async fn show(file: Option<PathBuf>, trust: TrustArgs) -> Result<(), JobError> {
+    // Who signed it comes first: a file the policy refuses is neither compiled nor run.
+    let wasm = match &file {
+        Some(path) => {
+            let wasm = std::fs::read(path)
+                .map_err(|e| JobError::Config(format!("cannot read component {}: {e}", path.display())))?;
+            let policy = trust.policy()?;
+            println!("source:          {}", path.display());
+            println!("sha256:          {:x}", Sha256::digest(&wasm));
+            println!("signature:       {}", signature::describe(&signature::verify(&wasm, &policy.trusted)));
+            admit(&policy, path, &wasm).map_err(|e| JobError::Config(format!("{e} (not compiled or run)")))?;
+            wasm
+        }
+        None => {
+            println!("source:          bundled");
+            println!("sha256:          {:x}", Sha256::digest(BUNDLED_COMPONENT));
+            println!("signature:       none needed: bundled with this binary (trusted)");
+            BUNDLED_COMPONENT.to_vec()
+        }
     };
     let runtime = Runtime::new(&wasm).map_err(|e| JobError::Config(format!("{e:#}")))?;
     let events = ConsoleEvents::new(default_rejects_path());
@@ -32,8 +49,6 @@ async fn show(file: Option<PathBuf>) -> Result<(), JobError> {
         .map_err(|e| JobError::Failed(format!("{e:#}")))?;
     let info = instance.info().await.map_err(|e| JobError::Failed(format!("{e:#}")))?;
     println!("component:       {} {}", info.name, info.version);
-    println!("source:          {source}");
-    println!("sha256:          {}", runtime.sha256());
     println!("WIT package:     blocklet:migrate@{} (host implements {HOST_WIT_VERSION})", info.wit_version);
     println!("server versions: {}", info.server_versions.join(", "));
     for (kind, n) in info.migrations {

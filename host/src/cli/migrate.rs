@@ -1,7 +1,7 @@
 //! `blocklet-migrate --dialect …`: the flags as a job spec, run by the job API.
 
 use super::{Dialect, MigrateArgs};
-use crate::job::{self, ComponentChoice, JobOptions, JobSpec, OutputOptions};
+use crate::job::{self, ComponentChoice, JobOptions, JobSpec, OutputOptions, console};
 use crate::sandbox::Limits;
 
 /// Run the migration the flags describe; its exit code.
@@ -19,7 +19,13 @@ pub async fn run(args: MigrateArgs) -> u8 {
             parallel: args.parallel,
         },
         component: match args.component {
-            Some(file) => ComponentChoice::File(file),
+            Some(path) => match args.trust.policy() {
+                Ok(trust) => ComponentChoice::File { path, trust },
+                Err(e) => {
+                    console::error(&e.to_string());
+                    return e.exit_code();
+                }
+            },
             None => ComponentChoice::Bundled,
         },
         limits: Limits {

@@ -2,21 +2,24 @@
 //! to a thin caller of the job API.
 //!
 //! `blocklet-migrate --dialect postgres|sqlite [--data-dir DIR] [--force] [--dry-run]
-//! [--skip-rejects] [--report FILE] [--rejects FILE] [--component FILE]` ([`migrate`]),
-//! `blocklet-migrate component info [FILE]` ([`component_info`]) and
+//! [--skip-rejects] [--report FILE] [--rejects FILE] [--component FILE [--trusted-key FILE]…
+//! [--allow-unsigned]]` ([`migrate`]), `blocklet-migrate component info [FILE]`
+//! ([`component_info`]), `component sign|keygen` ([`component_sign`]) and
 //! `blocklet-migrate batch JOBS.toml` ([`batch`]). The exit codes are the job's
 //! ([`crate::job::outcome`]).
 
 pub mod batch;
 pub mod component_info;
 pub mod generate;
+pub mod component_sign;
 pub mod migrate;
 
 pub use crate::job::outcome::{
     EXIT_FAILED, EXIT_REJECTED, EXIT_SKIPPED_ROWS, EXIT_SUCCESS, EXIT_USAGE, EXIT_VERIFICATION,
 };
 
-use crate::job::{DEFAULT_BATCH_ROWS, DEFAULT_PARALLEL, console};
+use crate::job::{DEFAULT_BATCH_ROWS, DEFAULT_PARALLEL, JobError, console};
+use crate::sandbox::signature::Policy;
 use crate::sandbox::{DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS};
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -61,6 +64,9 @@ pub enum Command {
         /// Write a JSON summary of every job here.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Which job components may run: applies to every job of the file.
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Print shell completions or the man page.
     Generate(generate::GenerateArgs),
@@ -72,7 +78,44 @@ pub enum ComponentCommand {
     Info {
         /// A component file; default: the bundled one.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
+    /// Sign a component file with an Ed25519 secret key (PEM), replacing any signature it has.
+    Sign {
+        /// The component file.
+        file: PathBuf,
+        /// The secret key (PEM, as `component keygen` or `openssl genpkey -algorithm ed25519` writes).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Write the signed component here; default: replace FILE.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key pair for signing components: PREFIX.key (secret) and PREFIX.pub.
+    Keygen {
+        /// Path and name of the key files, without extension.
+        prefix: PathBuf,
+    },
+}
+
+/// Which component files may run: see [`crate::sandbox::signature`] for the format and the key
+/// directory.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TrustArgs {
+    /// Trust components signed by this Ed25519 public key (PEM); repeatable. The `*.pub` keys in
+    /// $BLOCKLET_MIGRATE_TRUSTED_KEYS, or else ~/.config/blocklet-migrate/trusted-keys/, are trusted too.
+    #[arg(long = "trusted-key", value_name = "FILE")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Run a component file that no trusted key signed (a warning every run).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    pub fn policy(&self) -> Result<Policy, JobError> {
+        Policy::load(&self.trusted_keys, self.allow_unsigned).map_err(JobError::Config)
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -103,9 +146,12 @@ pub struct MigrateArgs {
     /// Write every rejected row here as JSON lines (default: a file in the temp dir).
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
-    /// Run this migration component instead of the bundled one.
+    /// Run this migration component instead of the bundled one; it must be signed by a
+    /// trusted key (or --allow-unsigned).
     #[arg(long, value_name = "FILE")]
     pub component: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Rows per batch read from the source (at most 100000).
     #[arg(long, default_value_t = DEFAULT_BATCH_ROWS, value_name = "N", value_parser = batch_rows)]
     pub batch_rows: u32,
@@ -190,11 +236,15 @@ pub fn main() -> ExitCode {
         }
     };
     let code = match args.command {
-        Some(Command::Component { command: ComponentCommand::Info { file } }) => {
-            runtime.block_on(component_info::run(file))
+        Some(Command::Component { command: ComponentCommand::Info { file, trust } }) => {
+            runtime.block_on(component_info::run(file, trust))
         }
-        Some(Command::Batch { file, parallel, report }) => {
-            runtime.block_on(batch::run(&file, parallel, report.as_deref()))
+        Some(Command::Component { command: ComponentCommand::Sign { file, key, output } }) => {
+            component_sign::sign(&file, &key, output.as_deref())
+        }
+        Some(Command::Component { command: ComponentCommand::Keygen { prefix } }) => component_sign::keygen(&prefix),
+        Some(Command::Batch { file, parallel, report, trust }) => {
+            runtime.block_on(batch::run(&file, parallel, report.as_deref(), &trust))
         }
         Some(Command::Generate(generate)) => generate::run(&generate),
         None => runtime.block_on(migrate::run(args.migrate)),

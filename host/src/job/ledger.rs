@@ -10,6 +10,7 @@
 //! component's own counts and checksums are an extra check, never the decision.
 
 use crate::backend::{Database, Source};
+use crate::wit::blocklet::migrate::database::Dialect;
 use crate::wit::exports::blocklet::migrate::accounting::{Destination as WitDestination, TableFeed};
 use crate::wit::{DatabaseReport, DbError, TableReport};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -44,10 +45,13 @@ pub fn feeds_from_component(feeds: Vec<TableFeed>) -> Vec<Feed> {
         .collect()
 }
 
-/// The host's own count of every table of `source`, in the job's snapshot.
+/// The host's own count of every table of `source`, in the job's snapshot. SQLite's own tables
+/// (`sqlite_sequence`, `sqlite_stat1`: SQLite reserves the `sqlite_` prefix) hold the engine's
+/// bookkeeping, not rows to migrate.
 pub async fn count_source(source: &Database) -> Result<BTreeMap<String, u64>, DbError> {
     let mut counts = BTreeMap::new();
-    for table in source.list_tables().await? {
+    let engine_table = |t: &str| source.dialect() == Dialect::Sqlite && t.starts_with("sqlite_");
+    for table in source.list_tables().await?.into_iter().filter(|t| !engine_table(t)) {
         let rows = source.count_rows(&table).await?;
         counts.insert(table, rows);
     }
@@ -165,7 +169,21 @@ impl Account {
     /// cannot be counted is a problem [`Account::settle`] names, with the database's reason.
     pub async fn count_targets(&mut self, target: &Database) {
         let tables: Vec<String> = self.target_tables().map(str::to_string).collect();
+        // A count of a missing table would abort a PostgreSQL transaction, and every count after it.
+        let existing: BTreeSet<String> = match target.list_tables().await {
+            Ok(existing) => existing.into_iter().collect(),
+            Err(e) => {
+                for table in tables {
+                    self.uncounted.insert(table, e.message.clone());
+                }
+                return;
+            }
+        };
         for table in tables {
+            if !existing.contains(&table) {
+                self.uncounted.insert(table, "the target has no such table".into());
+                continue;
+            }
             match target.count_rows(&table).await {
                 Ok(rows) => self.counted_target(&table, rows),
                 Err(e) => {

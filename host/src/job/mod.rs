@@ -89,8 +89,8 @@ impl Default for JobOptions {
 pub enum ComponentChoice<'a> {
     /// The one built into this binary.
     Bundled,
-    /// A component file (`--component`).
-    File(PathBuf),
+    /// A component file (`--component`), run only if `trust` admits it.
+    File { path: PathBuf, trust: crate::sandbox::signature::Policy },
     /// One already compiled for a shared engine (a batch compiles each file once), with where
     /// it came from for the report.
     Compiled { runtime: &'a Runtime, source: String },
@@ -238,9 +238,10 @@ impl Job<'_> {
                 compiled = compile(BUNDLED_COMPONENT)?;
                 (&compiled, "bundled".to_string())
             }
-            ComponentChoice::File(path) => {
+            ComponentChoice::File { path, trust } => {
                 let wasm = std::fs::read(path)
                     .map_err(|e| JobError::Config(format!("cannot read component {}: {e}", path.display())))?;
+                admit(trust, path, &wasm).map_err(JobError::Config)?;
                 compiled = compile(&wasm)?;
                 (&compiled, path.display().to_string())
             }
@@ -313,6 +314,16 @@ impl Job<'_> {
 }
 
 /// Compile a component for a job of its own.
+/// Refuse a component file `trust` does not admit, before it is compiled; warn (every run) when
+/// it is admitted only by `--allow-unsigned`.
+pub fn admit(trust: &crate::sandbox::signature::Policy, path: &std::path::Path, wasm: &[u8]) -> Result<(), String> {
+    let admitted = trust.admit(path, wasm)?;
+    if let Some(warning) = admitted.warning(path) {
+        console::warn(&warning);
+    }
+    Ok(())
+}
+
 fn compile(wasm: &[u8]) -> Result<Runtime, JobError> {
     Runtime::new(wasm).map_err(|e| JobError::Config(format!("{e:#}")))
 }

@@ -231,11 +231,8 @@ fn source_bytes(file: &Path) -> u64 {
 /// committed and others not is kept to one round trip.
 async fn commit_all(targets: &[PgDatabase]) -> Result<(), JobError> {
     let results = futures_util::future::join_all(targets.iter().map(|t| t.commit())).await;
-    let failed: Vec<String> = targets
-        .iter()
-        .zip(&results)
-        .filter_map(|(t, r)| r.as_ref().err().map(|e| format!("{}: {e}", t.database())))
-        .collect();
+    // Each error names its database already.
+    let failed: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(|e| e.message.clone())).collect();
     if failed.is_empty() {
         return Ok(());
     }

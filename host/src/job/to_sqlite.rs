@@ -174,7 +174,8 @@ async fn build_one(
     // files are still being built; nothing is swapped in until every file got this far.
     if !dry_run && let Err(e) = file.commit().await {
         discard(Some(file));
-        return Err(JobError::Failed(format!("{}: {e}", tmp.display())));
+        // The error names the file already.
+        return Err(JobError::Failed(e.message));
     }
     let done = if dry_run { "checked (dry run)" } else { "successfully written" };
     announce(shared.conventions, db, &format!("database {done}"), &dest, &report, ("Postgres", "SQLite"));

@@ -13,6 +13,7 @@
 //! | how many statements one script may hold, and how many bytes | [`check_script_length`], [`check_script_size`] |
 //! | the size of one statement, whatever the engine | [`check_statement_size`] |
 //! | the table and column names of a read or bulk load | [`names`] |
+//! | how many objects a job may create in one database | [`check_created_objects`] |
 //!
 //! The backends and the capability layer apply them; nothing here runs SQL.
 
@@ -28,6 +29,31 @@ pub const MAX_SCRIPT_STATEMENTS: usize = 10_000;
 /// Bytes one `execute-script` may hold in all: the host joins its statements into one string.
 /// Blocklet's largest schema script is ~100 KB.
 pub const MAX_SCRIPT_BYTES: usize = 16 << 20;
+
+/// Tables, indexes, sequences and types a job may create in one database: over three times the
+/// largest Blocklet schema (146 in an app database), and far below what fills PostgreSQL's lock
+/// table (`max_locks_per_transaction` × `max_connections`, 6 400 by default), which every other
+/// database of the server shares: a table created in the job's transaction holds about three
+/// locks (itself, its TOAST table and index) until the job ends.
+pub const MAX_CREATED_OBJECTS: usize = 500;
+
+/// Count the objects `statements` create in a database where `created` were created already,
+/// refusing all of them if that would pass [`MAX_CREATED_OBJECTS`]. Every `CREATE` counts (the
+/// allowlists accept only tables, indexes, sequences and types), failed ones included.
+pub fn check_created_objects<'a>(created: &mut usize, statements: impl Iterator<Item = &'a str>) -> Result<(), DbError> {
+    let new = statements.filter(|s| first_keyword(s) == "CREATE").count();
+    if *created + new > MAX_CREATED_OBJECTS {
+        return Err(DbError::new(
+            ErrorKind::Limit,
+            format!(
+                "refused: {} objects (tables, indexes, sequences, types) in one database, after {created}: the limit is {MAX_CREATED_OBJECTS}, to keep the database server's lock table free for its other databases",
+                *created + new
+            ),
+        ));
+    }
+    *created += new;
+    Ok(())
+}
 
 /// The first keyword of a statement, upper-cased, after whitespace and comments.
 pub fn first_keyword(sql: &str) -> String {
@@ -119,5 +145,19 @@ mod tests {
         assert!(check_script_size(&too_many).unwrap_err().message.starts_with("a script of"));
         let one_too_big = vec!["x".to_string(), "x".repeat(max + 1)];
         assert!(check_script_size(&one_too_big).unwrap_err().message.starts_with("refused a statement"));
+    }
+
+    #[test]
+    fn created_objects_are_counted_per_database_up_to_the_limit() {
+        let mut created = 0;
+        let script = ["CREATE TABLE t (a int)", "ALTER TABLE t ADD b int", "create index i on t (a)"];
+        check_created_objects(&mut created, script.into_iter()).unwrap();
+        assert_eq!(created, 2);
+        let many: Vec<String> = (0..MAX_CREATED_OBJECTS - 2).map(|i| format!("CREATE TABLE t{i} (a int)")).collect();
+        check_created_objects(&mut created, many.iter().map(String::as_str)).unwrap();
+        let refused = check_created_objects(&mut created, ["CREATE TYPE e AS ENUM ('a')"].into_iter()).unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::Limit);
+        assert!(refused.message.contains("the limit is 500"), "{}", refused.message);
+        assert_eq!(created, MAX_CREATED_OBJECTS, "a refused statement counts nothing");
     }
 }

@@ -302,7 +302,7 @@ mod tests {
         }
         assert_eq!(w.finish().await.unwrap(), 5);
         let got = target
-            .query("SELECT count(*), sum(name = ''), sum(length(CAST(name AS BLOB)) = 4), sum(hex(data) = '00FF'), sum(data = x''), sum(r IS NULL) FROM t")
+            .query("SELECT count(*), sum(name = ''), sum(length(CAST(name AS BLOB)) = 4), sum(data = x'00ff'), sum(data = x''), sum(r IS NULL) FROM t")
             .await
             .unwrap();
         let row: Vec<i64> = got.columns.iter().map(|c| c.numbers[0]).collect();
@@ -317,6 +317,49 @@ mod tests {
         let e = outcome.err().or(finished.err()).expect("the duplicate id fails the load");
         assert!(e.message.contains("UNIQUE constraint failed: t.id"), "{}", e.message);
         assert!(w.write(batch(&[9])).await.is_err(), "a finished writer takes nothing more");
+    }
+
+    /// `query` on a target passes the authorizer `execute` does: a statement one refuses, the
+    /// other refuses with the same error, and the functions it allows work through both.
+    #[tokio::test]
+    async fn query_on_a_target_is_refused_what_execute_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = SqliteFile::create(&dir.path().join("t.db")).unwrap();
+        target.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)").await.unwrap();
+        target.execute("INSERT INTO t (name) VALUES ('A'), ('b')").await.unwrap();
+        for sql in [
+            "SELECT sqlite_version()",
+            "SELECT hex(randomblob(8))",
+            "SELECT count(*) FROM t WHERE random() <> 0",
+            "SELECT name FROM pragma_database_list",
+        ] {
+            let by_query = target.query(sql).await.expect_err(sql);
+            let by_execute = target.execute(sql).await.expect_err(sql);
+            assert_eq!(by_query.kind, ErrorKind::Denied, "{sql}: {by_query:?}");
+            assert!(by_query.message.contains("not authorized"), "{sql}: {by_query:?}");
+            assert_eq!((by_query.kind, &by_query.message), (by_execute.kind, &by_execute.message), "{sql}");
+        }
+        let got = target.query("SELECT count(*), max(id), lower(max(name)) FROM t").await.unwrap();
+        assert_eq!((got.columns[0].numbers[0], got.columns[1].numbers[0]), (2, 2));
+        assert_eq!(got.columns[2].bytes_of(0), b"b");
+        // The host's own lookups run without the component's authorizer.
+        assert_eq!(target.count_rows("t").await.unwrap(), 2);
+        assert!(target.describe_table("t").await.unwrap().is_some());
+    }
+
+    /// A transaction SQLite already rolled back (as it does after a full disk or an I/O error)
+    /// is never reported committed.
+    #[test]
+    fn a_commit_after_sqlite_rolled_back_fails_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("BEGIN; CREATE TABLE t (id INTEGER); ROLLBACK").unwrap();
+        let e = thread::commit_file(conn, &path).unwrap_err();
+        let expected = format!("{}: the transaction was not committed: SQLite rolled it back", path.display());
+        assert!(e.message.starts_with(&expected), "{e:?}");
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        assert_eq!(conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).unwrap(), 0);
     }
 
     /// The page size is set before the first write (later, SQLite ignores it without a word),

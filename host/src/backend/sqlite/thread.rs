@@ -1,7 +1,8 @@
 //! The thread that owns one SQLite connection and answers its commands in order. rusqlite's
 //! connection is not `Sync`, and reading is CPU-bound: a thread per file keeps it off the async
 //! runtime and lets it read ahead of the component. The rules a component's statements must
-//! pass ([`crate::policy::sqlite`]) are applied here, on the connection itself.
+//! pass ([`crate::policy::sqlite`]) are applied here, on the connection itself, to `execute` and
+//! `query` alike; a commit counts only if the transaction was still open.
 
 use super::rows::{InsertError, insert_rows, read_batches};
 use super::sqlite_error;
@@ -9,7 +10,10 @@ use crate::backend::{MAX_QUERY_ROWS, quote};
 use crate::policy;
 use crate::wit::{Batch, ColumnInfo, DbError, ErrorKind, MAX_BATCH_BYTES, TableInfo};
 use rusqlite::Connection;
+use rusqlite::hooks::{AuthContext, Authorization};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,17 +31,42 @@ pub(super) enum Command {
     Read { sql: String, columns: usize, batch_rows: usize, out: mpsc::Sender<Result<Batch, DbError>> },
 }
 
+/// Run `f` with [`policy::sqlite::authorize`] checking every statement it prepares: whatever a
+/// component sends, through `execute` or `query`, passes the same check, and fails as `denied`
+/// when the check refused it (SQLite reports some refusals as a plain error).
+fn as_guest<T>(
+    conn: &mut Connection,
+    path: &Path,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T, DbError> {
+    let refused = Arc::new(AtomicBool::new(false));
+    let noted = refused.clone();
+    let check = move |ctx: AuthContext<'_>| {
+        let verdict = policy::sqlite::authorize(ctx);
+        if verdict != Authorization::Allow {
+            noted.store(true, Ordering::Relaxed);
+        }
+        verdict
+    };
+    conn.authorizer(Some(check)).map_err(|e| sqlite_error(path, e))?;
+    let r = f(conn);
+    let removed = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+    r.and_then(|v| removed.map(|_| v)).map_err(|e| {
+        let mut e = sqlite_error(path, e);
+        if refused.load(Ordering::Relaxed) {
+            e.kind = ErrorKind::Denied;
+        }
+        e
+    })
+}
+
 pub(super) fn serve(mut conn: Connection, path: &Path, commands: std_mpsc::Receiver<Command>) {
     let err = |e| sqlite_error(path, e);
     for command in commands {
         match command {
             Command::Execute(sql, reply) => {
                 let r = policy::sqlite::check_statement(&sql).and_then(|_| {
-                    let _ = conn.authorizer(Some(policy::sqlite::authorize));
-                    let r = conn.prepare(&sql).and_then(|mut st| st.raw_execute()).map(|n| n as u64).map_err(err);
-                    let _ =
-                        conn.authorizer(None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>);
-                    r
+                    as_guest(&mut conn, path, |c| c.prepare(&sql).and_then(|mut st| st.raw_execute())).map(|n| n as u64)
                 });
                 let _ = reply.send(r);
             }
@@ -46,16 +75,17 @@ pub(super) fn serve(mut conn: Connection, path: &Path, commands: std_mpsc::Recei
                     let _ = reply.send(Err(refused));
                     continue;
                 }
-                let r = conn.prepare(&sql).map(|st| st.column_count()).and_then(|columns| {
+                let r = as_guest(&mut conn, path, |c| {
+                    let columns = c.prepare(&sql)?.column_count();
                     let mut all = None;
                     // Small results only; one batch past the cap means the query is too big.
-                    read_batches(&conn, &sql, columns, MAX_QUERY_ROWS + 1, MAX_BATCH_BYTES, &mut |b| {
+                    read_batches(c, &sql, columns, MAX_QUERY_ROWS + 1, MAX_BATCH_BYTES, &mut |b| {
                         all = Some(b);
                         false
                     })?;
                     Ok(all.unwrap_or_else(|| Batch::empty(columns, 0)))
                 });
-                let r = r.map_err(err).and_then(|b| {
+                let r = r.and_then(|b| {
                     if b.rows as usize > MAX_QUERY_ROWS || b.payload_bytes() >= MAX_BATCH_BYTES {
                         Err(DbError::new(
                             ErrorKind::Limit,
@@ -74,18 +104,7 @@ pub(super) fn serve(mut conn: Connection, path: &Path, commands: std_mpsc::Recei
                 }));
             }
             Command::Commit(reply) => {
-                // Close the file here, before anyone renames it: closing the last connection
-                // checkpoints and removes the -wal/-shm that are named after this path.
-                let r = conn
-                    .execute_batch("COMMIT; PRAGMA synchronous = FULL; PRAGMA journal_mode = WAL")
-                    .map_err(err)
-                    .and_then(|_| conn.close().map_err(|(_, e)| err(e)))
-                    .and_then(|_| {
-                        std::fs::File::open(path)
-                            .and_then(|f| f.sync_all())
-                            .map_err(|e| DbError::new(ErrorKind::Other, format!("{}: syncing: {e}", path.display())))
-                    });
-                let _ = reply.send(r);
+                let _ = reply.send(commit_file(conn, path));
                 return;
             }
             Command::ListTables(reply) => {
@@ -134,4 +153,28 @@ pub(super) fn serve(mut conn: Connection, path: &Path, commands: std_mpsc::Recei
             }
         }
     }
+}
+
+/// Commit a target's transaction and close the file, in WAL mode and synced to disk.
+///
+/// After some errors (a full disk, an I/O error, out of memory) SQLite rolls the whole
+/// transaction back by itself; a COMMIT then has nothing to commit, so the transaction must
+/// still be open for the commit to count. The file is closed here, before anyone renames it:
+/// closing the last connection checkpoints and removes the -wal/-shm named after this path.
+pub(super) fn commit_file(conn: Connection, path: &Path) -> Result<(), DbError> {
+    let err = |e| sqlite_error(path, e);
+    if conn.is_autocommit() {
+        return Err(DbError::new(
+            ErrorKind::Other,
+            format!(
+                "{}: the transaction was not committed: SQLite rolled it back after an earlier error",
+                path.display()
+            ),
+        ));
+    }
+    conn.execute_batch("COMMIT; PRAGMA synchronous = FULL; PRAGMA journal_mode = WAL").map_err(err)?;
+    conn.close().map_err(|(_, e)| err(e))?;
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| DbError::new(ErrorKind::Other, format!("{}: syncing: {e}", path.display())))
 }
