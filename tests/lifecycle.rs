@@ -263,7 +263,15 @@ fn a_component_for_another_major_wit_version_is_refused_naming_both_versions() {
         ("ABT_NODE_POSTGRES_URL", "postgres://postgres@127.0.0.1:1/postgres"),
         ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap()),
     ];
-    let args = ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v2.to_str().unwrap(), "--allow-unsigned"];
+    let args = [
+        "--dialect",
+        "postgres",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--component",
+        v2.to_str().unwrap(),
+        "--allow-unsigned",
+    ];
     let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
     assert_failure(&out);
     assert_eq!(out.code, 2, "{out:?}");
@@ -358,8 +366,15 @@ fn a_component_for_an_older_minor_wit_version_runs() {
     let data_dir = data_dir(fixture.path());
     let url = pg.url();
     let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", cache.path().to_str().unwrap())];
-    let args =
-        ["--dialect", "postgres", "--data-dir", data_dir.to_str().unwrap(), "--component", v11.to_str().unwrap(), "--allow-unsigned"];
+    let args = [
+        "--dialect",
+        "postgres",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--component",
+        v11.to_str().unwrap(),
+        "--allow-unsigned",
+    ];
     let (out, _) = run_migrate_within(&args, &data_dir, &env, Duration::from_secs(120));
     assert_eq!(out.code, 2, "{out:?}");
     let ran = out.stderr.lines().find(|l| l.contains("a 1.1.0 component ran on this host and saw"));

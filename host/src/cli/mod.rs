@@ -10,8 +10,8 @@
 
 pub mod batch;
 pub mod component_info;
-pub mod generate;
 pub mod component_sign;
+pub mod generate;
 pub mod migrate;
 
 pub use crate::job::outcome::{

@@ -40,7 +40,10 @@ pub const MAX_CREATED_OBJECTS: usize = 500;
 /// Count the objects `statements` create in a database where `created` were created already,
 /// refusing all of them if that would pass [`MAX_CREATED_OBJECTS`]. Every `CREATE` counts (the
 /// allowlists accept only tables, indexes, sequences and types), failed ones included.
-pub fn check_created_objects<'a>(created: &mut usize, statements: impl Iterator<Item = &'a str>) -> Result<(), DbError> {
+pub fn check_created_objects<'a>(
+    created: &mut usize,
+    statements: impl Iterator<Item = &'a str>,
+) -> Result<(), DbError> {
     let new = statements.filter(|s| first_keyword(s) == "CREATE").count();
     if *created + new > MAX_CREATED_OBJECTS {
         return Err(DbError::new(
