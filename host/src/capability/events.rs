@@ -86,16 +86,12 @@ pub struct EventsState {
     progress_budget: LogBudget,
     /// The job passed [`MAX_REJECTS_PER_JOB`]: the component was stopped for it.
     reject_limit_hit: bool,
-    /// Rejected rows per table name the component gave, for the host's ledger (at most
-    /// [`MAX_REJECT_TABLES`] names; the rest count under the empty name, which no table has).
+    /// Rejected rows per table name the component gave (cut as in the rejects file), for the
+    /// host's ledger. Bounded by [`MAX_REJECTS_PER_JOB`] names of [`NAME_MAX_BYTES`] each.
     rejects_by_table: std::collections::HashMap<String, u64>,
     /// The database progress events are reported under: the job's name for it.
     scope: Option<String>,
 }
-
-/// Distinct table names rejected rows are counted under: far more than any schema has, and a
-/// bound on what a component can make the host keep.
-const MAX_REJECT_TABLES: usize = 10_000;
 
 impl EventsState {
     pub fn new(sink: Box<dyn EventSink>) -> EventsState {
@@ -175,17 +171,13 @@ impl wit_events::Host for EventsState {
     }
 
     async fn reject(&mut self, row: RejectedRow) -> wasmtime::Result<()> {
-        let key =
-            match self.rejects_by_table.contains_key(&row.table) || self.rejects_by_table.len() < MAX_REJECT_TABLES {
-                true => row.table.clone(),
-                false => String::new(),
-            };
-        *self.rejects_by_table.entry(key).or_default() += 1;
         // Escaping can lengthen a field: it is cut again after.
         let cap = |s: String, max: usize| truncate(printable(&truncate(s, max)), max);
+        let table = cap(row.table, NAME_MAX_BYTES);
+        *self.rejects_by_table.entry(table.clone()).or_default() += 1;
         let kept = self.sink.reject(RejectedRow {
             database: cap(row.database, NAME_MAX_BYTES),
-            table: cap(row.table, NAME_MAX_BYTES),
+            table,
             primary_key: cap(row.primary_key, NAME_MAX_BYTES),
             column: cap(row.column, NAME_MAX_BYTES),
             value_excerpt: cap(row.value_excerpt, REJECT_FIELD_MAX_BYTES),
