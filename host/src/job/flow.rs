@@ -71,22 +71,12 @@ pub(super) async fn migrate_database(
     };
     instance.allow_drop(shared.force());
     instance.set_progress_scope(&db.postgres_database);
-    let source_counts = ledger::count_source(&source).await;
     let handles = instance.add_handle(source).and_then(|s| Ok((s, instance.add_handle(target)?)));
     let (source, target) = match handles {
         Ok(handles) => handles,
         Err(e) => return Migrated { target: None, outcome: Err(JobError::Failed(e.to_string())) },
     };
     let options = shared.component_options();
-    let account = match open_account(shared, &mut instance, db, source_counts).await {
-        Ok(account) => account,
-        Err(e) => {
-            let _ = instance.take_handle(source);
-            let target = instance.take_handle(target).ok();
-            instance.release_all();
-            return Migrated { target, outcome: Err(e) };
-        }
-    };
     let outcome = if setup_turn.is_some() {
         let (loading_tx, loading) = tokio::sync::oneshot::channel();
         instance.on_first_rows(loading_tx);
@@ -106,32 +96,39 @@ pub(super) async fn migrate_database(
     drop(setup_turn);
     let (delivered, accepted) = (instance.tally(&source), instance.tally(&target));
     let rejects = instance.rejects_by_table();
-    let _ = instance.take_handle(source);
+    let source = instance.take_handle(source).ok();
     let target = instance.take_handle(target).ok();
     // Whatever the component still holds (an open COPY after a trap) goes before any cleanup.
     instance.release_all();
     let outcome = outcome.map_err(JobError::from_trap).and_then(|r| r.map_err(JobError::from_failure));
-    let outcome = match (outcome, &target) {
-        (Ok(claimed), Some(target)) if !shared.options.dry_run => {
-            let mut account = account;
-            for (table, rows) in &delivered.delivered {
-                account.delivered(table, *rows);
+    let outcome = match (outcome, &source, &target) {
+        (Ok(claimed), Some(source), Some(target)) if !shared.options.dry_run => {
+            // The source is a pinned snapshot: counted now, it holds the rows the component
+            // read, and the count stays off the path to the first row.
+            let counts = ledger::count_source(source).await;
+            match open_account(shared, &mut instance, db, counts).await {
+                Ok(mut account) => {
+                    for (table, rows) in &delivered.delivered {
+                        account.delivered(table, *rows);
+                    }
+                    for (table, rows) in &accepted.accepted {
+                        account.accepted(table, *rows);
+                    }
+                    for (table, rows) in &rejects {
+                        account.rejected(table, *rows);
+                    }
+                    settle(&mut account, target, &claimed, shared.options.skip_rejects).await
+                }
+                Err(e) => Err(e),
             }
-            for (table, rows) in &accepted.accepted {
-                account.accepted(table, *rows);
-            }
-            for (table, rows) in &rejects {
-                account.rejected(table, *rows);
-            }
-            settle(&mut account, target, &claimed, shared.options.skip_rejects).await
         }
-        (outcome, _) => outcome,
+        (outcome, _, _) => outcome,
     };
     Migrated { target, outcome }
 }
 
-/// Start the host's account of `db`: its own count of every source table (taken before the
-/// component reads any, in the job's snapshot) and where the component says each one goes.
+/// Start the host's account of `db`: its own count of every source table (in the job's pinned
+/// snapshot, so the same rows the component read) and where the component says each one goes.
 async fn open_account(
     shared: &Shared<'_>,
     instance: &mut Instance,
