@@ -42,6 +42,14 @@ lint:
 bench-data ROWS="200000": build
     target/release/blocklet-migrate-bench generate --rows {{ROWS}} --seed 1 --out target/bench-data/rows-{{ROWS}}-seed-1
 
+# Benchmark this build against revision REV's, in the same run (both directions; the report gives the ratios).
+bench-against REV ROWS="200000" *ARGS: build
+    rm -rf target/baseline-src && git worktree prune
+    git worktree add --detach target/baseline-src {{REV}}
+    cargo build --release --manifest-path target/baseline-src/Cargo.toml --target-dir target/baseline -p blocklet-migrate
+    git worktree remove --force target/baseline-src
+    target/release/blocklet-migrate-bench run --rows {{ROWS}} --seed 1 --baseline-bin target/baseline/release/blocklet-migrate {{ARGS}}
+
 # Benchmark both directions on ROWS generated rows (ceiling, pgloader, rusqlite loop, warm start); exits 1 if a goal is missed (flags: `run --help`).
 bench ROWS="200000" *ARGS: build
     target/release/blocklet-migrate-bench run --rows {{ROWS}} --seed 1 {{ARGS}}

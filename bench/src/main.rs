@@ -110,6 +110,11 @@ enum Cmd {
         /// contender comes next.
         #[arg(long, value_name = "DIR")]
         cluster_dir: Option<PathBuf>,
+        /// Also measure this blocklet-migrate binary (another build, e.g. of the previous
+        /// commit) in every round, both directions, right after ours: a same-run before/after
+        /// comparison. Not a goal; the report gives the ratios.
+        #[arg(long, value_name = "BIN")]
+        baseline_bin: Option<PathBuf>,
     },
 }
 
@@ -169,6 +174,7 @@ fn main() {
             socket_diagnostic,
             pin_postgres,
             cluster_dir,
+            baseline_bin,
         } => {
             let args = run::RunArgs {
                 rows,
@@ -190,6 +196,7 @@ fn main() {
                 socket_diagnostic,
                 pin_postgres,
                 cluster_dir,
+                baseline_bin,
             };
             match run::run(args) {
                 Ok(code) => code,

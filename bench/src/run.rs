@@ -47,6 +47,8 @@ pub struct RunArgs {
     pub pin_postgres: bool,
     /// Where the cluster lives; `None`: [`default_parent`].
     pub cluster_dir: Option<PathBuf>,
+    /// Another build of our CLI to measure in every round beside ours (a before/after check).
+    pub baseline_bin: Option<PathBuf>,
 }
 
 /// The ceiling's plans: each connection count with the server's default parallel index
@@ -323,9 +325,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _ = fs::remove_file(&bin);
     fs::copy(&args.bin, &bin).with_context(|| format!("copy {}", args.bin.display()))?;
     println!("binary: {} ({:.1} MB)", args.bin.display(), mb(fs::metadata(&bin)?.len()));
+    let baseline_bin = match &args.baseline_bin {
+        Some(path) => {
+            let copy = logs.join("blocklet-migrate.baseline");
+            let _ = fs::remove_file(&copy);
+            fs::copy(path, &copy).with_context(|| format!("copy {}", path.display()))?;
+            println!("baseline build: {} ({:.1} MB)", path.display(), mb(fs::metadata(&copy)?.len()));
+            Some(copy)
+        }
+        None => None,
+    };
 
-    let ours_cmd = |url: String, report: &Path| {
-        let mut c = Command::new(&bin);
+    let cli_cmd = |bin: &Path, url: String, report: &Path| {
+        let mut c = Command::new(bin);
         c.args(["--dialect", "postgres", "--data-dir"])
             .arg(&data_dir)
             .arg("--force")
@@ -335,6 +347,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             .current_dir(&root);
         c
     };
+    let ours_cmd = |url: String, report: &Path| cli_cmd(&bin, url, report);
     let tcp_url = cluster.url();
     let socket_url =
         format!("postgres://postgres@localhost:{}/postgres?host={}", cluster.port(), cluster.socket_dir().display());
@@ -368,6 +381,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut ceil: BTreeMap<CeilingPlan, Samples> = BTreeMap::new();
     let plans = ceiling_plans(&args.ceiling_jobs);
     let mut ours = Samples::default();
+    let mut baseline = Samples::default();
     let mut socket = Samples::default();
     let mut warm = Samples::default();
     let mut pgl = Samples::default();
@@ -399,16 +413,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
             s.phases.push(times);
         }
 
-        let variants: &[(&str, &str, &String)] = if args.socket_diagnostic {
-            &[("ours", "", &tcp_url), ("socket", " over a Unix socket", &socket_url)]
-        } else {
-            &[("ours", "", &tcp_url)]
-        };
-        for &(tag, label, url) in variants {
+        let mut variants: Vec<(&str, &str, &String, &Path)> = vec![("ours", "", &tcp_url, &bin)];
+        if args.socket_diagnostic {
+            variants.push(("socket", " over a Unix socket", &socket_url, &bin));
+        }
+        if let Some(baseline) = &baseline_bin {
+            variants.push(("baseline", " (baseline build)", &tcp_url, baseline));
+        }
+        for &(tag, label, url, variant_bin) in &variants {
             cluster.reset()?;
             let report_file = logs.join(format!("{tag}-{round}.json"));
             let (r, pg_cpu) = with_server_cpu(&cluster, || {
-                measure::run(ours_cmd(url.clone(), &report_file), &logs.join(format!("{tag}-{round}")))
+                measure::run(cli_cmd(variant_bin, url.clone(), &report_file), &logs.join(format!("{tag}-{round}")))
             })?;
             if r.code != 0 {
                 bail!(
@@ -428,7 +444,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 (r.user + r.sys).as_secs_f64(),
                 pg_cpu.as_secs_f64()
             );
-            let s = if tag == "ours" { &mut ours } else { &mut socket };
+            let s = match tag {
+                "ours" => &mut ours,
+                "socket" => &mut socket,
+                _ => &mut baseline,
+            };
             let (ready, first_row) = timeline_of(&report_file)?;
             s.ready_ms.push(ready);
             s.first_row_ms.push(first_row);
@@ -501,6 +521,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // ---- PostgreSQL → SQLite, from what our CLI loaded (validated above)
     let mut rev_base = Samples::default();
     let mut rev_ours = Samples::default();
+    let mut rev_baseline_build = Samples::default();
     let mut rev_rows = 0u64;
     if args.reverse {
         let files = crate::reverse::load_sources(&data_dir)?;
@@ -527,39 +548,47 @@ pub fn run(args: RunArgs) -> Result<i32> {
             rev_base.walls.push(t);
             rev_base.cpu.push(own);
 
-            crate::reverse::empty_data_dir(&data_dir, &ours_dir)?;
-            let mut c = Command::new(&bin);
-            c.args(["--dialect", "sqlite", "--data-dir"])
-                .arg(&ours_dir)
-                .arg("--report")
-                .arg(logs.join(format!("reverse-{round}.json")))
-                .env("ABT_NODE_POSTGRES_URL", &tcp_url)
-                .current_dir(&ours_dir);
-            let (r, pg_cpu) = with_server_cpu(&cluster, || measure::run(c, &logs.join(format!("reverse-{round}"))))?;
-            if r.code != 0 {
-                bail!(
-                    "round {round}: blocklet-migrate --dialect sqlite exited {}:\n{}",
-                    r.code,
-                    tail(&logs.join(format!("reverse-{round}.err")), 30)
+            let mut builds: Vec<(&str, &Path)> = vec![("", &bin)];
+            if let Some(baseline) = &baseline_bin {
+                builds.push(("-baseline-build", baseline));
+            }
+            for &(tag, build) in &builds {
+                crate::reverse::empty_data_dir(&data_dir, &ours_dir)?;
+                let mut c = Command::new(build);
+                c.args(["--dialect", "sqlite", "--data-dir"])
+                    .arg(&ours_dir)
+                    .arg("--report")
+                    .arg(logs.join(format!("reverse{tag}-{round}.json")))
+                    .env("ABT_NODE_POSTGRES_URL", &tcp_url)
+                    .current_dir(&ours_dir);
+                let log = logs.join(format!("reverse{tag}-{round}"));
+                let (r, pg_cpu) = with_server_cpu(&cluster, || measure::run(c, &log))?;
+                if r.code != 0 {
+                    bail!(
+                        "round {round}: blocklet-migrate{tag} --dialect sqlite exited {}:\n{}",
+                        r.code,
+                        tail(&logs.join(format!("reverse{tag}-{round}.err")), 30)
+                    );
+                }
+                let written = crate::reverse::count_rows(&ours_dir, &files)?;
+                if written != rev_rows {
+                    warnings.push(format!(
+                        "round {round}: PostgreSQL → SQLite{tag} wrote {written} rows, the source files have {rev_rows}"
+                    ));
+                }
+                println!(
+                    "round {round}: blocklet-migrate{tag} --dialect sqlite {:.2} s, peak RSS {:.1} MB, CPU {:.2} s user+sys, PostgreSQL CPU {:.2} s",
+                    r.wall.as_secs_f64(),
+                    mb(r.max_rss),
+                    (r.user + r.sys).as_secs_f64(),
+                    pg_cpu.as_secs_f64()
                 );
+                let s = if tag.is_empty() { &mut rev_ours } else { &mut rev_baseline_build };
+                s.walls.push(r.wall);
+                s.rss.push(r.max_rss);
+                s.cpu.push(r.user + r.sys);
+                s.pg_cpu.push(pg_cpu);
             }
-            let written = crate::reverse::count_rows(&ours_dir, &files)?;
-            if written != rev_rows {
-                warnings.push(format!(
-                    "round {round}: PostgreSQL → SQLite wrote {written} rows, the source files have {rev_rows}"
-                ));
-            }
-            println!(
-                "round {round}: blocklet-migrate --dialect sqlite {:.2} s, peak RSS {:.1} MB, CPU {:.2} s user+sys, PostgreSQL CPU {:.2} s",
-                r.wall.as_secs_f64(),
-                mb(r.max_rss),
-                (r.user + r.sys).as_secs_f64(),
-                pg_cpu.as_secs_f64()
-            );
-            rev_ours.walls.push(r.wall);
-            rev_ours.rss.push(r.max_rss);
-            rev_ours.cpu.push(r.user + r.sys);
-            rev_ours.pg_cpu.push(pg_cpu);
         }
         let _ = fs::remove_dir_all(&base_dir);
         let _ = fs::remove_dir_all(&ours_dir);
@@ -622,6 +651,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
         ours_rate / ceiling_rate,
         mb(ours.peak_rss().unwrap_or(0))
     )?;
+    if !baseline.walls.is_empty() {
+        let m = baseline.median().as_secs_f64();
+        writeln!(
+            report,
+            "| blocklet-migrate, baseline build (`--baseline-bin`) | {} [{}–{}] | {} | {:.1} | {:.2}× | {:.1} MB |",
+            fmt_secs(baseline.median()),
+            fmt_secs(baseline.min()),
+            fmt_secs(baseline.max()),
+            fmt_int(rows / m),
+            src_mb / m,
+            (rows / m) / ceiling_rate,
+            mb(baseline.peak_rss().unwrap_or(0))
+        )?;
+    }
     if !socket.walls.is_empty() {
         let m = socket.median().as_secs_f64();
         writeln!(
@@ -678,10 +721,15 @@ pub fn run(args: RunArgs) -> Result<i32> {
             fmt_int(rev_rows as f64)
         )?;
         let base = rev_base.median().as_secs_f64();
-        for (name, s) in [
+        let mut contenders = vec![
             ("baseline: rusqlite prepared-insert loop, rows in memory", &rev_base),
             ("**blocklet-migrate --dialect sqlite** (end to end)", &rev_ours),
-        ] {
+        ];
+        if !rev_baseline_build.walls.is_empty() {
+            contenders
+                .push(("blocklet-migrate --dialect sqlite, baseline build (`--baseline-bin`)", &rev_baseline_build));
+        }
+        for (name, s) in contenders {
             let m = s.median().as_secs_f64();
             writeln!(
                 report,
@@ -694,6 +742,25 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 s.peak_rss().map_or("–".into(), |b| format!("{:.1} MB", mb(b)))
             )?;
         }
+    }
+    if let (Some(path), false) = (&args.baseline_bin, baseline.walls.is_empty()) {
+        let ratio = |base: &Samples, ours: &Samples| base.median().as_secs_f64() / ours.median().as_secs_f64();
+        let mut line = format!(
+            "\nthis build / the baseline build ({}), same run, speed (baseline's median time over ours): \
+             SQLite → PostgreSQL {:.3}×, peak RSS {:.1} vs {:.1} MB",
+            path.display(),
+            ratio(&baseline, &ours),
+            mb(ours.peak_rss().unwrap_or(0)),
+            mb(baseline.peak_rss().unwrap_or(0))
+        );
+        if let (Some(ours_first), Some(base_first)) = (median_of(&ours.first_row_ms), median_of(&baseline.first_row_ms))
+        {
+            line += &format!(", first row {ours_first} vs {base_first} ms");
+        }
+        if !rev_baseline_build.walls.is_empty() {
+            line += &format!("; PostgreSQL → SQLite {:.3}×", ratio(&rev_baseline_build, &rev_ours));
+        }
+        writeln!(report, "{line}")?;
     }
     let (bj, _) = best_ceiling;
     let ph = &ceil[&bj].phases;
