@@ -864,9 +864,9 @@ fn non_empty_target_without_force_is_a_usage_error() {
 }
 
 /// A target holding another version's Blocklet tables, without rows, and a table of the user's own.
-/// Either the empty tables are replaced by the 1.17.12 schema, or the run is refused as a usage
-/// error naming `--force` and changes nothing; with `--force` they are replaced. The user's own
-/// table is never touched.
+/// The user's table is not the job's: the run is refused as a usage error naming it, `--force` or
+/// not, and changes nothing. Once it is moved away, the empty Blocklet tables are either replaced by
+/// the 1.17.12 schema, or the run is refused naming `--force`, and with `--force` they are replaced.
 #[test]
 fn target_schema_from_another_version() {
     let pg = PgCluster::start();
@@ -879,24 +879,32 @@ fn target_schema_from_another_version() {
     );
     let tmp = fixture_copy();
     let data_dir = data_dir(tmp.path());
+    for flags in [&[][..], &["--force"]] {
+        let run = migrate(Some(&pg.url()), &data_dir, flags);
+        assert_eq!(run.out.code, 2, "{flags:?}: a target holding the user's own table is refused: {:?}", run.out);
+        assert!(
+            run.out.has_error_line(
+                "server_db already exists and holds public.my_own, which this migration does not write"
+            ),
+            "{flags:?}: the refusal should name the table: {:?}",
+            run.out
+        );
+        assert_eq!(pg.databases(), vec![SERVER.to_string()], "{:?}", run.out);
+        assert_eq!(pg.tables(SERVER), ["my_own", "tags", "users"], "the refused run changed server_db");
+        assert_eq!(pg.psql(SERVER, "SELECT string_agg(x::text, ',' ORDER BY x) FROM my_own"), "1,2");
+        assert_no_lock_file(&data_dir);
+    }
+    pg.psql(SERVER, "DROP TABLE my_own");
     let mut run = migrate(Some(&pg.url()), &data_dir, &[]);
     if run.out.code != 0 {
         assert_eq!(run.out.code, 2, "refusing another version's tables is a usage error: {:?}", run.out);
         assert!(run.out.has_error_line("--force"), "the refusal should name --force: {:?}", run.out);
-        assert_eq!(pg.databases(), vec![SERVER.to_string()], "{:?}", run.out);
-        assert_eq!(pg.tables(SERVER), ["my_own", "tags", "users"], "the refused run changed server_db");
+        assert_eq!(pg.tables(SERVER), ["tags", "users"], "the refused run changed server_db");
         assert_no_lock_file(&data_dir);
         run = migrate(Some(&pg.url()), &data_dir, &["--force"]);
     }
     assert_success(&run.out);
-    assert!(
-        run.out.stderr.contains("leaving table my_own") && run.out.stderr.contains('⚠'),
-        "should warn that my_own is left as it is: {:?}",
-        run.out
-    );
-    assert_eq!(pg.psql(SERVER, "SELECT string_agg(x::text, ',' ORDER BY x) FROM my_own"), "1,2");
-    // Everything but my_own is exactly the 1.17.12 schema.
-    pg.psql(SERVER, "DROP TABLE my_own");
+    // Everything is exactly the 1.17.12 schema.
     let reference = fs::read_to_string(reference_schema_file(SERVER)).unwrap();
     assert_same_schema(&pg.pg_dump_schema(SERVER), &reference, SERVER);
     compare_all(&data_dir, &pg);

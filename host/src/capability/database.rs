@@ -6,19 +6,21 @@
 //! component's activity, refuses a handle a stream still holds ([`CallGuard`]), and finds the
 //! handle's [`Database`]. Statements then pass the rules of [`crate::policy`]: DROP only with
 //! `--force`, a bounded script length, and the PostgreSQL allowlist for PostgreSQL handles (a
-//! SQLite handle applies its engine's rules on its own connection). The generated WIT types
+//! SQLite handle applies its engine's rules on its own connection). A PostgreSQL target reads
+//! (`read`, `query`) only the tables and sequences this job created in it: whatever else is
+//! there is not the job's to read. The generated WIT types
 //! name resources by marker types; this module keeps its own typed entries in the same table
 //! slots ([`typed`]).
 
 use super::events::EventsState;
-use super::guard::CallGuard;
+use super::guard::{Activity, Call, CallGuard};
 use super::tally::{Tallies, Tally};
 use crate::backend::{Batches, BulkWriter, Database, Source, Target, Writer};
 use crate::policy;
 use crate::wit::blocklet::migrate::database::{self as wit_db, Dialect};
 use crate::wit::blocklet::migrate::types;
 use crate::wit::{Batch, DbError, ErrorKind, TableInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 /// A stream of batches (the WIT `cursor`) and the handle it holds until it ends.
@@ -46,6 +48,9 @@ pub struct DatabaseState {
     tallies: Tallies,
     /// Objects each target handle's statements created (see [`policy::check_created_objects`]).
     created_objects: HashMap<u32, usize>,
+    /// The tables and sequences each PostgreSQL target handle's statements created: the only
+    /// relations it may read.
+    created_relations: HashMap<u32, HashSet<String>>,
 }
 
 impl DatabaseState {
@@ -58,6 +63,11 @@ impl DatabaseState {
     /// Host calls so far: the sandbox's measure of the component's activity.
     pub fn calls(&self) -> u64 {
         self.guard.calls()
+    }
+
+    /// When the component last made progress, for the sandbox's stall limit.
+    pub fn activity(&self) -> std::sync::Arc<Activity> {
+        self.guard.activity()
     }
 
     /// Allow the component to drop tables (the job was started with `--force`).
@@ -116,37 +126,63 @@ pub fn add_to_linker<T: DatabaseView + 'static>(linker: &mut Linker<T>) -> wasmt
 }
 
 /// The gate every call on a handle passes: count it, refuse a busy handle, find its database.
-/// A refusal is the component's error to handle; an unknown handle traps.
+/// A refusal is the component's error to handle; an unknown handle traps. The call is in
+/// flight while the returned [`Call`] lives.
 fn enter<'t>(
     guard: &mut CallGuard,
     table: &'t ResourceTable,
     h: &Resource<wit_db::Handle>,
-) -> wasmtime::Result<Result<&'t Database, DbError>> {
-    if let Err(e) = guard.enter(h.rep()) {
-        return Ok(Err(e));
-    }
-    Ok(Ok(table.get(&typed::<Database, _>(h))?))
+) -> wasmtime::Result<Result<(Call, &'t Database), DbError>> {
+    let call = match guard.enter(h.rep()) {
+        Ok(call) => call,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok((call, table.get(&typed::<Database, _>(h))?)))
 }
 
-/// The database behind handle `$h` after [`enter`]; a refused call returns its error.
+/// The call and the database behind handle `$h` after [`enter`]; a refused call returns its
+/// error.
 macro_rules! entered {
     ($ctx:ident, $h:expr) => {
         match enter(&mut $ctx.state.guard, $ctx.table, &$h)? {
-            Ok(db) => db,
+            Ok(entered) => entered,
             Err(e) => return Ok(Err(e)),
         }
     };
 }
 
 /// A statement for `execute` on `db`, checked: the handle is a target, and on PostgreSQL the
-/// statement is on the allowlist.
-fn check_statement(db: &Database, statement: &str, meta_table: &str) -> Result<(), DbError> {
+/// statement is on the allowlist. On PostgreSQL, the table or sequence it creates.
+fn check_statement(db: &Database, statement: &str, meta_table: &str) -> Result<Option<String>, DbError> {
     db.deny_read_only()?;
     if db.dialect() == Dialect::Postgres {
-        policy::postgres::check_target_statement(statement, meta_table)
-            .map_err(|m| DbError::new(ErrorKind::Denied, m))?;
+        return policy::postgres::target_statement_creates(statement, meta_table)
+            .map_err(|m| DbError::new(ErrorKind::Denied, m));
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Whether handle `h` on `db` may read `relations`: anything on a source; on a PostgreSQL
+/// target, only what this job created there (`created`).
+fn check_reads<'r>(
+    db: &Database,
+    created: Option<&HashSet<String>>,
+    mut relations: impl Iterator<Item = &'r str>,
+) -> Result<(), DbError> {
+    if db.dialect() != Dialect::Postgres || db.deny_read_only().is_err() {
+        return Ok(());
+    }
+    match relations.find(|r| !created.is_some_and(|c| c.contains(*r))) {
+        None => Ok(()),
+        Some(other) => Err(DbError::new(
+            ErrorKind::Denied,
+            format!(
+                "{}: refused to read {}: a PostgreSQL target reads only the tables and sequences this job created in it",
+                db.label(),
+                crate::text::printable(other)
+            ),
+        )),
+    }
 }
 
 impl types::Host for DatabaseCtx<'_> {}
@@ -162,7 +198,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
     }
 
     async fn list_tables(&mut self, h: Resource<wit_db::Handle>) -> wasmtime::Result<Result<Vec<String>, DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         Ok(db.list_tables().await)
     }
 
@@ -171,7 +207,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         h: Resource<wit_db::Handle>,
         table: String,
     ) -> wasmtime::Result<Result<Option<TableInfo>, DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         if let Err(e) = policy::names::check_identifier("table name", &table) {
             return Ok(Err(e));
         }
@@ -183,7 +219,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         h: Resource<wit_db::Handle>,
         table: String,
     ) -> wasmtime::Result<Result<u64, DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         if let Err(e) = policy::names::check_identifier("table name", &table) {
             return Ok(Err(e));
         }
@@ -198,8 +234,11 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         order_by: Vec<String>,
         batch_rows: u32,
     ) -> wasmtime::Result<Result<Resource<wit_db::Cursor>, DbError>> {
-        let db = entered!(self, h);
-        if let Err(e) = policy::names::check_table_columns(&table, &columns, &order_by) {
+        let (_call, db) = entered!(self, h);
+        let created = self.state.created_relations.get(&h.rep());
+        if let Err(e) = policy::names::check_table_columns(&table, &columns, &order_by)
+            .and_then(|_| check_reads(db, created, std::iter::once(table.as_str())))
+        {
             return Ok(Err(e));
         }
         let batches = match db.read(&table, &columns, &order_by, batch_rows).await {
@@ -216,21 +255,26 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         h: Resource<wit_db::Handle>,
         statement: String,
     ) -> wasmtime::Result<Result<u64, DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         if let Err(e) = policy::check_statement_size(&statement) {
             return Ok(Err(e));
         }
         if let Err(e) = policy::check_drop(std::iter::once(statement.as_str()), self.state.allow_drop) {
             return Ok(Err(e));
         }
-        if let Err(e) = check_statement(db, &statement, &self.state.meta_table) {
-            return Ok(Err(e));
-        }
+        let creates = match check_statement(db, &statement, &self.state.meta_table) {
+            Ok(creates) => creates,
+            Err(e) => return Ok(Err(e)),
+        };
         let created = self.state.created_objects.entry(h.rep()).or_default();
         if let Err(e) = policy::check_created_objects(created, std::iter::once(statement.as_str())) {
             return Ok(Err(e));
         }
-        Ok(db.execute(&statement).await)
+        let done = db.execute(&statement).await;
+        if done.is_ok() {
+            self.state.created_relations.entry(h.rep()).or_default().extend(creates);
+        }
+        Ok(done)
     }
 
     async fn execute_script(
@@ -238,20 +282,27 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         h: Resource<wit_db::Handle>,
         statements: Vec<String>,
     ) -> wasmtime::Result<Result<(), DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         let checked = policy::check_script_length(statements.len())
             .and_then(|_| policy::check_script_size(&statements))
             .and_then(|_| policy::check_drop(statements.iter().map(String::as_str), self.state.allow_drop))
             .and_then(|_| db.deny_read_only())
-            .and_then(|_| statements.iter().try_for_each(|s| check_statement(db, s, &self.state.meta_table)))
             .and_then(|_| {
+                statements.iter().map(|s| check_statement(db, s, &self.state.meta_table)).collect::<Result<Vec<_>, _>>()
+            })
+            .and_then(|creates| {
                 let created = self.state.created_objects.entry(h.rep()).or_default();
-                policy::check_created_objects(created, statements.iter().map(String::as_str))
+                policy::check_created_objects(created, statements.iter().map(String::as_str)).map(|_| creates)
             });
-        if let Err(e) = checked {
-            return Ok(Err(e));
+        let creates = match checked {
+            Ok(creates) => creates,
+            Err(e) => return Ok(Err(e)),
+        };
+        let done = db.execute_script(&statements).await;
+        if done.is_ok() {
+            self.state.created_relations.entry(h.rep()).or_default().extend(creates.into_iter().flatten());
         }
-        Ok(db.execute_script(&statements).await)
+        Ok(done)
     }
 
     async fn query(
@@ -259,15 +310,20 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         h: Resource<wit_db::Handle>,
         statement: String,
     ) -> wasmtime::Result<Result<Batch, DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         if let Err(e) = policy::check_statement_size(&statement) {
             return Ok(Err(e));
         }
         // Checked, and PostgreSQL sources also run inside a read-only transaction.
-        if db.dialect() == Dialect::Postgres
-            && let Err(m) = policy::postgres::check_read_only_query(&statement)
-        {
-            return Ok(Err(DbError::new(ErrorKind::Denied, m)));
+        if db.dialect() == Dialect::Postgres {
+            let relations = match policy::postgres::read_only_query_relations(&statement) {
+                Ok(relations) => relations,
+                Err(m) => return Ok(Err(DbError::new(ErrorKind::Denied, m))),
+            };
+            let created = self.state.created_relations.get(&h.rep());
+            if let Err(e) = check_reads(db, created, relations.iter().map(String::as_str)) {
+                return Ok(Err(e));
+            }
         }
         Ok(db.query(&statement).await)
     }
@@ -278,7 +334,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         table: String,
         columns: Vec<String>,
     ) -> wasmtime::Result<Result<Resource<wit_db::BulkWriter>, DbError>> {
-        let db = entered!(self, h);
+        let (_call, db) = entered!(self, h);
         let opened = match policy::names::check_table_columns(&table, &columns, &[]).and_then(|_| db.deny_read_only()) {
             Ok(()) => db.bulk_load(&table, &columns).await,
             Err(e) => Err(e),
@@ -309,11 +365,14 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
 
 impl wit_db::HostCursor for DatabaseCtx<'_> {
     async fn next_batch(&mut self, c: Resource<wit_db::Cursor>) -> wasmtime::Result<Result<Option<Batch>, DbError>> {
-        self.state.guard.count();
+        let _call = self.state.guard.count();
         let cursor = self.table.get_mut(&typed::<Cursor, _>(&c))?;
         let next = cursor.batches.recv().await.transpose();
         match &next {
-            Ok(Some(batch)) => self.state.tallies.delivered(cursor.handle, &cursor.table, batch.rows as u64),
+            Ok(Some(batch)) => {
+                self.state.guard.moved_rows(batch.rows as u64);
+                self.state.tallies.delivered(cursor.handle, &cursor.table, batch.rows as u64)
+            }
             _ => self.state.guard.release(cursor.handle),
         }
         Ok(next)
@@ -328,10 +387,11 @@ impl wit_db::HostCursor for DatabaseCtx<'_> {
 
 impl wit_db::HostBulkWriter for DatabaseCtx<'_> {
     async fn write(&mut self, w: Resource<wit_db::BulkWriter>, rows: Batch) -> wasmtime::Result<Result<(), DbError>> {
-        self.state.guard.count();
+        let _call = self.state.guard.count();
         let sent = rows.rows as u64;
         let written = self.table.get_mut(&typed::<Writer, _>(&w))?.write(rows).await;
         if written.is_ok() {
+            self.state.guard.moved_rows(sent);
             if let Some((database, table)) = self.state.writer_tables.get(&w.rep()) {
                 self.events.sink().rows_sent(database, table, sent);
             }
@@ -349,7 +409,7 @@ impl wit_db::HostBulkWriter for DatabaseCtx<'_> {
     }
 
     async fn finish(&mut self, w: Resource<wit_db::BulkWriter>) -> wasmtime::Result<Result<u64, DbError>> {
-        self.state.guard.count();
+        let _call = self.state.guard.count();
         if let Some(handle) = self.state.writer_handles.get(&w.rep()).copied() {
             self.state.guard.release(handle);
         }

@@ -19,14 +19,17 @@
 //! memory_limit_mib = 256               # optional
 //! cpu_limit_seconds = 30               # optional
 //! timeout_seconds = 43200              # optional
+//! stall_limit_seconds = 60             # optional
+//! databases = ["server_db", "app_*"]   # optional: the only PostgreSQL databases it may use
 //! report = "/var/log/a.json"           # optional per-job report
 //! ```
 
 use super::{Dialect, EXIT_FAILED, EXIT_SUCCESS, EXIT_USAGE, TrustArgs};
 use crate::job::{ComponentChoice, JobOptions, JobSpec, OutputOptions, admit, console};
+use crate::sandbox::signature::BUNDLED_SIGNATURE;
 use crate::sandbox::{
-    BUNDLED_COMPONENT, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Limits, Runtime,
-    pooled_engine,
+    BUNDLED_COMPONENT, Cancel, DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_STALL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS, Limits, Runtime, pooled_engine,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -57,6 +60,8 @@ struct TenantJob {
     memory_limit_mib: Option<u64>,
     cpu_limit_seconds: Option<u64>,
     timeout_seconds: Option<u64>,
+    stall_limit_seconds: Option<u64>,
+    databases: Option<Vec<String>>,
     report: Option<PathBuf>,
 }
 
@@ -67,8 +72,8 @@ fn default_dialect() -> String {
 /// Jobs run at once, unless the file or `--parallel` says otherwise.
 pub const DEFAULT_JOBS_AT_ONCE: usize = 4;
 
-/// A component compiled for the shared engine, and where it came from.
-type Compiled = (Arc<Runtime>, String);
+/// A component compiled for the shared engine, where it came from, and who vouches for it.
+type Compiled = (Arc<Runtime>, String, String);
 
 /// One job's outcome, for the summary.
 #[derive(Serialize, Debug)]
@@ -143,24 +148,27 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>, trust: &Tr
     let mut runtimes: BTreeMap<Option<PathBuf>, Result<Compiled, String>> = BTreeMap::new();
     for job in &spec.jobs {
         runtimes.entry(job.component.clone()).or_insert_with(|| {
-            let (wasm, source) = match &job.component {
+            let (wasm, source, signature) = match &job.component {
                 Some(p) => match std::fs::read(p) {
                     Ok(b) => {
-                        admit(&policy, p, &b)?;
-                        (b, p.display().to_string())
+                        let signature = admit(&policy, p, &b)?;
+                        (b, p.display().to_string(), signature)
                     }
                     Err(e) => return Err(format!("cannot read component {}: {e}", p.display())),
                 },
-                None => (BUNDLED_COMPONENT.to_vec(), "bundled".to_string()),
+                None => (BUNDLED_COMPONENT.to_vec(), "bundled".to_string(), BUNDLED_SIGNATURE.to_string()),
             };
-            Runtime::with_engine(&engine, &wasm).map(|r| (Arc::new(r), source)).map_err(|e| format!("{e:#}"))
+            Runtime::with_engine(&engine, &wasm).map(|r| (Arc::new(r), source, signature)).map_err(|e| format!("{e:#}"))
         });
     }
     let runtimes = Arc::new(runtimes);
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    // Ctrl-C or SIGTERM cancels every job: each removes what it created.
+    let cancel = Cancel::default();
+    super::migrate::cancel_on_signals(cancel.clone());
     let mut tasks = Vec::new();
     for job in spec.jobs.clone() {
-        let (runtimes, permits) = (runtimes.clone(), permits.clone());
+        let (runtimes, permits, cancel) = (runtimes.clone(), permits.clone(), cancel.clone());
         tasks.push(tokio::spawn(console::JOB_NAME.scope(job.name.clone(), async move {
             let _permit = permits.acquire().await;
             let started = std::time::Instant::now();
@@ -169,7 +177,7 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>, trust: &Tr
                     console::error(e);
                     EXIT_USAGE
                 }
-                Ok((runtime, source)) => {
+                Ok((runtime, source, signature)) => {
                     let spec = JobSpec {
                         direction: Dialect::direction(Some(&job.dialect)),
                         data_dir: Some(job.data_dir.clone()),
@@ -179,21 +187,28 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>, trust: &Tr
                             force: job.force,
                             skip_rejects: job.skip_rejects,
                             parallel: 1,
+                            databases: job.databases.clone(),
                             ..JobOptions::default()
                         },
-                        component: ComponentChoice::Compiled { runtime, source: source.clone() },
+                        component: ComponentChoice::Compiled {
+                            runtime,
+                            source: source.clone(),
+                            signature: signature.clone(),
+                        },
                         limits: Limits {
                             memory_bytes: (job.memory_limit_mib.unwrap_or((DEFAULT_MEMORY_LIMIT >> 20) as u64)
                                 as usize)
                                 << 20,
                             cpu_seconds: job.cpu_limit_seconds.unwrap_or(DEFAULT_CPU_SECONDS),
                             timeout_seconds: job.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+                            stall_seconds: job.stall_limit_seconds.unwrap_or(DEFAULT_STALL_SECONDS),
                         },
                         output: OutputOptions {
                             report: job.report.clone(),
                             shares_terminal: true,
                             ..Default::default()
                         },
+                        cancel: cancel.clone(),
                     };
                     crate::job::run(spec).await.exit_code
                 }

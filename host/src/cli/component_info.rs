@@ -5,8 +5,8 @@ use super::TrustArgs;
 use super::{EXIT_SUCCESS, console};
 use crate::job::events::{ConsoleEvents, default_rejects_path};
 use crate::job::{JobError, admit};
-use crate::sandbox::signature;
-use crate::sandbox::{BUNDLED_COMPONENT, HOST_WIT_VERSION, Limits, Runtime};
+use crate::sandbox::signature::{self, BUNDLED_SIGNATURE};
+use crate::sandbox::{BUNDLED_COMPONENT, Cancel, HOST_WIT_VERSION, JobClock, Limits, Runtime};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -37,14 +37,19 @@ async fn show(file: Option<PathBuf>, trust: TrustArgs) -> Result<(), JobError> {
         None => {
             println!("source:          bundled");
             println!("sha256:          {:x}", Sha256::digest(BUNDLED_COMPONENT));
-            println!("signature:       none needed: bundled with this binary (trusted)");
+            println!("signature:       {BUNDLED_SIGNATURE}");
             BUNDLED_COMPONENT.to_vec()
         }
     };
     let runtime = Runtime::new(&wasm).map_err(|e| JobError::Config(format!("{e:#}")))?;
     let events = ConsoleEvents::new(default_rejects_path());
+    let limits = Limits::default();
     let mut instance = runtime
-        .instantiate(Box::new(events), Limits::default())
+        .instantiate(
+            Box::new(events),
+            limits,
+            JobClock::start(limits.timeout_seconds, limits.stall_seconds, Cancel::default()),
+        )
         .await
         .map_err(|e| JobError::Failed(format!("{e:#}")))?;
     let info = instance.info().await.map_err(|e| JobError::Failed(format!("{e:#}")))?;

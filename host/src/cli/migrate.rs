@@ -2,7 +2,7 @@
 
 use super::{Dialect, MigrateArgs};
 use crate::job::{self, ComponentChoice, JobOptions, JobSpec, OutputOptions, console};
-use crate::sandbox::Limits;
+use crate::sandbox::{Cancel, Limits};
 
 /// Run the migration the flags describe; its exit code.
 pub async fn run(args: MigrateArgs) -> u8 {
@@ -17,6 +17,7 @@ pub async fn run(args: MigrateArgs) -> u8 {
             allow_running_server: args.allow_running_server,
             batch_rows: args.batch_rows,
             parallel: args.parallel,
+            databases: None,
         },
         component: match args.component {
             Some(path) => match args.trust.policy() {
@@ -32,6 +33,7 @@ pub async fn run(args: MigrateArgs) -> u8 {
             memory_bytes: (args.memory_limit as usize) << 20,
             cpu_seconds: args.cpu_limit,
             timeout_seconds: args.timeout,
+            stall_seconds: args.stall_limit,
         },
         output: OutputOptions {
             report: args.report,
@@ -40,6 +42,31 @@ pub async fn run(args: MigrateArgs) -> u8 {
             progress_events: args.progress_events,
             shares_terminal: false,
         },
+        cancel: Cancel::default(),
     };
+    cancel_on_signals(spec.cancel.clone());
     job::run(spec).await.exit_code
+}
+
+/// The first Ctrl-C or SIGTERM cancels the job, which then ends its server-side work, removes
+/// what it created and exits with code 130; a second one exits at once.
+pub fn cancel_on_signals(cancel: Cancel) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        for round in 0..2 {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            if round == 0 {
+                console::warn("cancelling: ending the job's work and removing what it created (again to quit at once)");
+                cancel.cancel();
+            }
+        }
+        std::process::exit(crate::job::outcome::EXIT_CANCELLED.into());
+    });
 }

@@ -20,7 +20,7 @@ pub use crate::job::outcome::{
 
 use crate::job::{DEFAULT_BATCH_ROWS, DEFAULT_PARALLEL, JobError, console};
 use crate::sandbox::signature::Policy;
-use crate::sandbox::{DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS};
+use crate::sandbox::{DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_STALL_SECONDS, DEFAULT_TIMEOUT_SECONDS};
 use clap::builder::{PossibleValue, TypedValueParser};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -175,6 +175,10 @@ pub struct MigrateArgs {
     /// Wall-clock limit of the whole run, in seconds (0: none).
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECONDS, value_name = "SECONDS")]
     pub timeout: u64,
+    /// End the run when the migration component goes this many seconds without progress (no
+    /// rows moved, no long-running statement), however many calls it makes (0: never).
+    #[arg(long, default_value_t = DEFAULT_STALL_SECONDS, value_name = "SECONDS")]
+    pub stall_limit: u64,
 }
 
 /// The dialects `--dialect` names.

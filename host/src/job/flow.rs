@@ -5,14 +5,15 @@
 
 use super::JobOptions;
 use super::console;
+use super::databases::admit_existing_target;
 use super::events::ConsoleEvents;
 use super::ledger::{self, Account};
 use super::outcome::JobError;
 use crate::backend::Database;
-use crate::sandbox::{Conventions, Direction, Instance, Limits, Runtime};
+use crate::sandbox::{Conventions, Direction, Instance, JobClock, Limits, Runtime};
 use crate::text::printable_message;
 use crate::wit::{DatabaseReport, DbError, Options, PlannedDatabase};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tokio::sync::MutexGuard;
 
@@ -23,6 +24,7 @@ pub(super) struct Shared<'a> {
     pub runtime: &'a Runtime,
     pub events: &'a ConsoleEvents,
     pub limits: Limits,
+    pub clock: &'a JobClock,
     pub conventions: &'a Conventions,
 }
 
@@ -43,9 +45,14 @@ impl Shared<'_> {
     }
 }
 
-/// A fresh sandboxed instance whose events go to `events`.
-pub(super) async fn instance(runtime: &Runtime, events: ConsoleEvents, limits: Limits) -> Result<Instance, JobError> {
-    runtime.instantiate(Box::new(events), limits).await.map_err(|e| JobError::Failed(format!("{e:#}")))
+/// A fresh sandboxed instance whose events go to `events`, working to the job's `clock`.
+pub(super) async fn instance(
+    runtime: &Runtime,
+    events: ConsoleEvents,
+    limits: Limits,
+    clock: &JobClock,
+) -> Result<Instance, JobError> {
+    runtime.instantiate(Box::new(events), limits, clock.clone()).await.map_err(JobError::from_trap)
 }
 
 /// One database migrated: the target handed back (to commit or discard), and its report: the
@@ -57,24 +64,36 @@ pub(super) struct Migrated {
 
 /// Migrate `db` from `source` to `target` in an instance of its own, so that databases run in
 /// parallel. With a `setup_turn`, the turn is given up as soon as the component sends its
-/// first rows: its setup is over, and the next database may set up while this one loads.
+/// first rows: its setup is over, and the next database may set up while this one loads. A
+/// target the job did not create (`existing_target`) is admitted first
+/// ([`admit_existing_target`]), before the component sees either handle.
 pub(super) async fn migrate_database(
     shared: &Shared<'_>,
     db: &PlannedDatabase,
     source: Database,
     target: Database,
     mut setup_turn: Option<MutexGuard<'_, ()>>,
+    existing_target: bool,
 ) -> Migrated {
-    let mut instance = match instance(shared.runtime, shared.events.clone(), shared.limits).await {
+    let mut instance = match instance(shared.runtime, shared.events.clone(), shared.limits, shared.clock).await {
         Ok(instance) => instance,
         Err(e) => return Migrated { target: None, outcome: Err(e) },
     };
+    if existing_target && let Database::Postgres(pg) = &target {
+        let admitted = match planned_writes(shared, &mut instance, db, &source).await {
+            Ok(writes) => admit_existing_target(pg, &writes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = admitted {
+            return Migrated { target: Some(target), outcome: Err(e) };
+        }
+    }
     instance.allow_drop(shared.force());
     instance.set_progress_scope(&db.postgres_database);
     let handles = instance.add_handle(source).and_then(|s| Ok((s, instance.add_handle(target)?)));
     let (source, target) = match handles {
         Ok(handles) => handles,
-        Err(e) => return Migrated { target: None, outcome: Err(JobError::Failed(e.to_string())) },
+        Err(e) => return Migrated { target: None, outcome: Err(JobError::from_trap(e)) },
     };
     let options = shared.component_options();
     let outcome = if setup_turn.is_some() {
@@ -127,6 +146,41 @@ pub(super) async fn migrate_database(
     Migrated { target, outcome }
 }
 
+/// Where the rows of each of `tables` (of `db`'s source) go, as the component says (WIT 1.3's
+/// accounting; a component built before: into the same names, the meta table rebuilt).
+async fn feeds(
+    shared: &Shared<'_>,
+    instance: &mut Instance,
+    db: &PlannedDatabase,
+    tables: &[String],
+) -> Result<Vec<ledger::Feed>, JobError> {
+    Ok(match instance.feeds(db, tables).await.map_err(JobError::from_trap)? {
+        Some(feeds) => ledger::feeds_from_component(feeds),
+        None => ledger::default_feeds(tables, &shared.conventions.meta_table),
+    })
+}
+
+/// The tables the plan writes into `db`'s target: where the feeds send the source's tables,
+/// and the meta table the component rebuilds.
+async fn planned_writes(
+    shared: &Shared<'_>,
+    instance: &mut Instance,
+    db: &PlannedDatabase,
+    source: &Database,
+) -> Result<BTreeSet<String>, JobError> {
+    let name = &db.postgres_database;
+    let tables = ledger::source_tables(source)
+        .await
+        .map_err(|e| JobError::Failed(format!("{name}: listing the source's tables: {}", e.message)))?;
+    let mut writes: BTreeSet<String> = feeds(shared, instance, db, &tables)
+        .await?
+        .into_iter()
+        .filter_map(|f| f.destination.copied_to().map(str::to_string))
+        .collect();
+    writes.insert(shared.conventions.meta_table.clone());
+    Ok(writes)
+}
+
 /// Start the host's account of `db`: its own count of every source table (in the job's pinned
 /// snapshot, so the same rows the component read) and where the component says each one goes.
 async fn open_account(
@@ -139,10 +193,7 @@ async fn open_account(
     let counts =
         source_counts.map_err(|e| JobError::Failed(format!("{name}: counting the source's tables: {}", e.message)))?;
     let tables: Vec<String> = counts.keys().cloned().collect();
-    let feeds = match instance.feeds(db, &tables).await.map_err(|e| JobError::Failed(format!("{e:#}")))? {
-        Some(feeds) => ledger::feeds_from_component(feeds),
-        None => ledger::default_feeds(&tables, &shared.conventions.meta_table),
-    };
+    let feeds = feeds(shared, instance, db, &tables).await?;
     Account::new(name, counts, feeds).map_err(|e| JobError::Failed(printable_message(&e)))
 }
 

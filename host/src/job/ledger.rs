@@ -24,6 +24,16 @@ pub enum Destination {
     NotCopied(String),
 }
 
+impl Destination {
+    /// The target table, when rows are copied.
+    pub fn copied_to(&self) -> Option<&str> {
+        match self {
+            Destination::CopiedTo(table) => Some(table),
+            Destination::NotCopied(_) => None,
+        }
+    }
+}
+
 /// One source table and where its rows go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Feed {
@@ -45,13 +55,17 @@ pub fn feeds_from_component(feeds: Vec<TableFeed>) -> Vec<Feed> {
         .collect()
 }
 
-/// The host's own count of every table of `source`, in the job's snapshot. SQLite's own tables
-/// (`sqlite_sequence`, `sqlite_stat1`: SQLite reserves the `sqlite_` prefix) hold the engine's
-/// bookkeeping, not rows to migrate.
+/// The tables of `source` that hold rows to migrate. SQLite's own tables (`sqlite_sequence`,
+/// `sqlite_stat1`: SQLite reserves the `sqlite_` prefix) hold the engine's bookkeeping.
+pub async fn source_tables(source: &Database) -> Result<Vec<String>, DbError> {
+    let engine_table = |t: &str| source.dialect() == Dialect::Sqlite && t.starts_with("sqlite_");
+    Ok(source.list_tables().await?.into_iter().filter(|t| !engine_table(t)).collect())
+}
+
+/// The host's own count of every table of `source` ([`source_tables`]), in the job's snapshot.
 pub async fn count_source(source: &Database) -> Result<BTreeMap<String, u64>, DbError> {
     let mut counts = BTreeMap::new();
-    let engine_table = |t: &str| source.dialect() == Dialect::Sqlite && t.starts_with("sqlite_");
-    for table in source.list_tables().await?.into_iter().filter(|t| !engine_table(t)) {
+    for table in source_tables(source).await? {
         let rows = source.count_rows(&table).await?;
         counts.insert(table, rows);
     }

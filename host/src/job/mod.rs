@@ -40,7 +40,8 @@ pub use crate::sandbox::Direction;
 pub use outcome::JobError;
 
 use crate::backend::postgres::PgServer;
-use crate::sandbox::{BUNDLED_COMPONENT, Conventions, Instance, Limits, Runtime};
+use crate::sandbox::signature::BUNDLED_SIGNATURE;
+use crate::sandbox::{BUNDLED_COMPONENT, Cancel, Conventions, Instance, JobClock, Limits, Runtime};
 use crate::wit::{DatabaseReport, PlannedDatabase};
 use datadir::DataDir;
 use events::ConsoleEvents;
@@ -70,6 +71,9 @@ pub struct JobOptions {
     pub batch_rows: u32,
     /// Databases migrated at once.
     pub parallel: usize,
+    /// The only PostgreSQL databases the job may use, as names or `*` patterns (a hosting
+    /// provider's bound per tenant); `None`: any the plan names that pass the host's checks.
+    pub databases: Option<Vec<String>>,
 }
 
 impl Default for JobOptions {
@@ -81,6 +85,7 @@ impl Default for JobOptions {
             allow_running_server: false,
             batch_rows: DEFAULT_BATCH_ROWS,
             parallel: DEFAULT_PARALLEL,
+            databases: None,
         }
     }
 }
@@ -92,8 +97,8 @@ pub enum ComponentChoice<'a> {
     /// A component file (`--component`), run only if `trust` admits it.
     File { path: PathBuf, trust: crate::sandbox::signature::Policy },
     /// One already compiled for a shared engine (a batch compiles each file once), with where
-    /// it came from for the report.
-    Compiled { runtime: &'a Runtime, source: String },
+    /// it came from and who vouches for it ([`admit`]), for the report.
+    Compiled { runtime: &'a Runtime, source: String, signature: String },
 }
 
 /// Where a job's output goes.
@@ -126,6 +131,9 @@ pub struct JobSpec<'a> {
     pub component: ComponentChoice<'a>,
     pub limits: Limits,
     pub output: OutputOptions,
+    /// Cancels the job from outside (Ctrl-C, a service's cancel request): it stops at its next
+    /// step, ends its server-side work and removes what it created.
+    pub cancel: Cancel,
 }
 
 /// How a job ended: its exit code and its report (also written to `output.report` if given).
@@ -173,7 +181,8 @@ pub async fn run(spec: JobSpec<'_>) -> JobOutcome {
     let rejects_path = spec.output.rejects.clone().unwrap_or_else(events::default_rejects_path);
     let events = ConsoleEvents::with_progress(rejects_path, progress.clone());
     let started = std::time::Instant::now();
-    let mut job = Job { spec: &spec, events: &events, report };
+    let clock = JobClock::start(spec.limits.timeout_seconds, spec.limits.stall_seconds, spec.cancel.clone());
+    let mut job = Job { spec: &spec, events: &events, report, clock };
     let outcome = job.run().await;
     let mut report = job.report;
     progress.finish();
@@ -218,6 +227,8 @@ struct Job<'a> {
     spec: &'a JobSpec<'a>,
     events: &'a ConsoleEvents,
     report: RunReport,
+    /// The deadline, stall limit and cancellation every instance of the job works to.
+    clock: JobClock,
 }
 
 impl Job<'_> {
@@ -232,22 +243,22 @@ impl Job<'_> {
             .into(),
         );
         let compiled;
-        let (runtime, source) = match &self.spec.component {
-            ComponentChoice::Compiled { runtime, source } => (*runtime, source.clone()),
+        let (runtime, source, signature) = match &self.spec.component {
+            ComponentChoice::Compiled { runtime, source, signature } => (*runtime, source.clone(), signature.clone()),
             ComponentChoice::Bundled => {
                 compiled = compile(BUNDLED_COMPONENT)?;
-                (&compiled, "bundled".to_string())
+                (&compiled, "bundled".to_string(), BUNDLED_SIGNATURE.to_string())
             }
             ComponentChoice::File { path, trust } => {
                 let wasm = std::fs::read(path)
                     .map_err(|e| JobError::Config(format!("cannot read component {}: {e}", path.display())))?;
-                admit(trust, path, &wasm).map_err(JobError::Config)?;
+                let signature = admit(trust, path, &wasm).map_err(JobError::Config)?;
                 compiled = compile(&wasm)?;
-                (&compiled, path.display().to_string())
+                (&compiled, path.display().to_string(), signature)
             }
         };
-        let mut instance = flow::instance(runtime, self.events.clone(), self.spec.limits).await?;
-        self.report.component = Some(identify(&mut instance, runtime, source).await?);
+        let mut instance = flow::instance(runtime, self.events.clone(), self.spec.limits, &self.clock).await?;
+        self.report.component = Some(identify(&mut instance, runtime, source, signature).await?);
         self.events.progress().component_ready();
         let conventions = instance.conventions().clone();
         let data_dir = locate(self.spec.data_dir.as_ref(), &conventions)?;
@@ -263,7 +274,11 @@ impl Job<'_> {
                     .into(),
             ));
         }
-        let server = PgServer::parse(url).map_err(JobError::Config)?;
+        let limits = &self.spec.limits;
+        let server = PgServer::parse(url).map_err(JobError::Config)?.with_session_bounds(
+            std::time::Duration::from_secs(limits.timeout_seconds),
+            std::time::Duration::from_secs(limits.stall_seconds),
+        );
         self.report.postgres = Some(server.display.clone());
         let options = &self.spec.options;
         if options.dry_run {
@@ -275,6 +290,7 @@ impl Job<'_> {
             runtime,
             events: self.events,
             limits: self.spec.limits,
+            clock: &self.clock,
             conventions: &conventions,
         };
         let done = match direction {
@@ -316,12 +332,12 @@ impl Job<'_> {
 /// Compile a component for a job of its own.
 /// Refuse a component file `trust` does not admit, before it is compiled; warn (every run) when
 /// it is admitted only by `--allow-unsigned`.
-pub fn admit(trust: &crate::sandbox::signature::Policy, path: &std::path::Path, wasm: &[u8]) -> Result<(), String> {
+pub fn admit(trust: &crate::sandbox::signature::Policy, path: &std::path::Path, wasm: &[u8]) -> Result<String, String> {
     let admitted = trust.admit(path, wasm)?;
     if let Some(warning) = admitted.warning(path) {
         console::warn(&warning);
     }
-    Ok(())
+    Ok(admitted.describe())
 }
 
 fn compile(wasm: &[u8]) -> Result<Runtime, JobError> {
@@ -329,8 +345,13 @@ fn compile(wasm: &[u8]) -> Result<Runtime, JobError> {
 }
 
 /// Who the component says it is, with the digest of what actually runs.
-async fn identify(instance: &mut Instance, runtime: &Runtime, source: String) -> Result<ComponentIdentity, JobError> {
-    let info = instance.info().await.map_err(|e| JobError::Failed(format!("{e:#}")))?;
+async fn identify(
+    instance: &mut Instance,
+    runtime: &Runtime,
+    source: String,
+    signature: String,
+) -> Result<ComponentIdentity, JobError> {
+    let info = instance.info().await.map_err(JobError::from_trap)?;
     Ok(ComponentIdentity {
         name: info.name,
         version: info.version,
@@ -338,6 +359,7 @@ async fn identify(instance: &mut Instance, runtime: &Runtime, source: String) ->
         server_versions: info.server_versions,
         sha256: runtime.sha256().to_string(),
         source,
+        signature,
     })
 }
 

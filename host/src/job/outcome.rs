@@ -10,8 +10,10 @@
 //! | 3 | rows rejected, nothing committed (a dry run: rows would be rejected) |
 //! | 4 | verification mismatch, nothing committed |
 //! | 5 | success, but rejected rows were skipped (`--skip-rejects`) |
+//! | 130 | cancelled (Ctrl-C, SIGTERM, a service's cancel request): nothing committed |
 
 use crate::capability::events::{MAX_REJECTS_PER_JOB, TooManyRejects};
+use crate::sandbox::Ended;
 use crate::text::printable_message;
 use crate::wit::{Failure, FailureKind};
 
@@ -21,6 +23,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_REJECTED: u8 = 3;
 pub const EXIT_VERIFICATION: u8 = 4;
 pub const EXIT_SKIPPED_ROWS: u8 = 5;
+pub const EXIT_CANCELLED: u8 = 130;
 
 /// How a job ended badly.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,8 @@ pub enum JobError {
     Verification(String),
     #[error("{0}")]
     Failed(String),
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl JobError {
@@ -47,12 +52,15 @@ impl JobError {
         }
     }
 
-    /// A component call that did not return: trapped, or stopped by a limit. Too many rejected
-    /// rows fail the job as rejected rows do.
+    /// A component call that did not return: trapped, stopped by a limit, or cancelled. Too
+    /// many rejected rows fail the job as rejected rows do.
     pub fn from_trap(e: anyhow::Error) -> JobError {
-        match e.downcast_ref::<TooManyRejects>() {
-            Some(_) => JobError::Rejected { message: e.to_string(), rejected_rows: MAX_REJECTS_PER_JOB + 1 },
-            None => JobError::Failed(e.to_string()),
+        if e.downcast_ref::<TooManyRejects>().is_some() {
+            return JobError::Rejected { message: e.to_string(), rejected_rows: MAX_REJECTS_PER_JOB + 1 };
+        }
+        match e.downcast_ref::<Ended>() {
+            Some(Ended::Cancelled) => JobError::Cancelled(e.to_string()),
+            _ => JobError::Failed(format!("{e:#}")),
         }
     }
 
@@ -62,6 +70,7 @@ impl JobError {
             JobError::Rejected { .. } => EXIT_REJECTED,
             JobError::Verification(_) => EXIT_VERIFICATION,
             JobError::Failed(_) => EXIT_FAILED,
+            JobError::Cancelled(_) => EXIT_CANCELLED,
         }
     }
 
@@ -72,6 +81,7 @@ impl JobError {
             JobError::Rejected { .. } => "rejected",
             JobError::Verification(_) => "verification-failed",
             JobError::Failed(_) => "failed",
+            JobError::Cancelled(_) => "cancelled",
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct ComponentIdentity {
     pub sha256: String,
     /// `bundled` or the file it was loaded from.
     pub source: String,
+    /// Who vouches for it: the trusted key that signed it, the bundle, or `--allow-unsigned`.
+    pub signature: String,
 }
 
 #[derive(Serialize, Default, Debug)]

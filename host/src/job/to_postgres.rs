@@ -1,9 +1,9 @@
 //! SQLite → PostgreSQL: every database file of the data dir into a PostgreSQL database, each in
 //! one transaction. The targets commit together only after every database verified; any
-//! failure rolls every target back and removes the databases this job created; success writes
-//! the lock file that tells the server to use PostgreSQL.
+//! failure rolls every target back, ends the job's sessions and removes the databases this job
+//! created; success writes the lock file that tells the server to use PostgreSQL.
 
-use super::databases::{admin, check_target_name, drop_created};
+use super::databases::{admin, check_target_name, clean_up};
 use super::datadir::{DataDir, expand};
 use super::flow::{Shared, announce, migrate_database, tracked};
 use super::in_use::check_not_in_use;
@@ -29,7 +29,7 @@ pub(super) async fn run(
     let root = &data_dir.root;
     let mut admin = admin(server).await?;
     instance.allow_drop(shared.force());
-    let layout = instance.layout().await.map_err(|e| JobError::Failed(e.to_string()))?;
+    let layout = instance.layout().await.map_err(JobError::from_trap)?;
     let mut files: Vec<String> = Vec::new();
     for pattern in &layout.patterns {
         files.extend(expand(root, pattern).map_err(|e| JobError::Config(e.to_string()))?);
@@ -43,11 +43,11 @@ pub(super) async fn run(
     let index = if files.contains(&layout.index) {
         let source = SqliteFile::open(&root.join(&layout.index))
             .map_err(|e| JobError::Failed(format!("Failed to get blocklets: {e}")))?;
-        Some(instance.add_handle(Database::Sqlite(source)).map_err(|e| JobError::Failed(e.to_string()))?)
+        Some(instance.add_handle(Database::Sqlite(source)).map_err(JobError::from_trap)?)
     } else {
         None
     };
-    let plan = instance.plan_to_postgres(index.as_ref(), &files).await.map_err(|e| JobError::Failed(e.to_string()))?;
+    let plan = instance.plan_to_postgres(index.as_ref(), &files).await.map_err(JobError::from_trap)?;
     if let Some(index) = index {
         let _ = instance.take_handle(index);
     }
@@ -60,10 +60,10 @@ pub(super) async fn run(
                 printable(&db.sqlite_file)
             )));
         }
-        check_target_name(&db.postgres_database, server)?;
+        check_target_name(&db.postgres_database, server, shared.options.databases.as_deref())?;
     }
-
-    let all = migrate_all(shared, data_dir, server, &plan, &mut admin).await?;
+    let existing = server.list_databases(&mut admin).await.map_err(JobError::Config)?;
+    let all = migrate_all(shared, data_dir, server, &plan, &existing).await;
     let result = match all.outcome {
         Ok(reports) if shared.options.dry_run => {
             drop(all.targets); // rolled back: a dry run commits nothing
@@ -85,11 +85,7 @@ pub(super) async fn run(
             // component still holds (an open COPY after a trap) goes first.
             instance.release_all();
             drop(all.targets);
-            for name in all.created.iter().rev() {
-                if let Err(drop_err) = drop_created(server, &mut admin, name).await {
-                    console::error(&format!("could not remove database {name} created by this run: {drop_err}"));
-                }
-            }
+            clean_up(server, &mut admin, &all.created).await;
             Err(e)
         }
     }
@@ -128,9 +124,8 @@ async fn migrate_all(
     data_dir: &DataDir,
     server: &PgServer,
     plan: &[PlannedDatabase],
-    admin: &mut sqlx::PgConnection,
-) -> Result<AllDatabases, JobError> {
-    let existing = server.list_databases(admin).await.map_err(JobError::Config)?;
+    existing: &[String],
+) -> AllDatabases {
     let setting_up = tokio::sync::Mutex::new(());
     let order = largest_first(plan.len(), |i| source_bytes(&data_dir.root.join(&plan[i].sqlite_file)));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -162,7 +157,7 @@ async fn migrate_all(
         let label = data_dir.root.join(&db.sqlite_file).display().to_string();
         labelled.push((label, one.migrated.outcome.map(|report| (db.clone(), report))));
     }
-    Ok(AllDatabases { created, targets, outcome: gather(labelled) })
+    AllDatabases { created, targets, outcome: gather(labelled) }
 }
 
 /// Set up and migrate one database. One database sets up at a time (CREATE DATABASE,
@@ -207,7 +202,7 @@ async fn migrate_one(
         Ok(source) => source,
         Err(e) => return failed(created, JobError::Failed(e.message)),
     };
-    let migrated = migrate_database(shared, db, Database::Sqlite(source), target, Some(setup_turn)).await;
+    let migrated = migrate_database(shared, db, Database::Sqlite(source), target, Some(setup_turn), exists).await;
     if let Ok(report) = &migrated.outcome {
         let done = if dry_run { "checked (dry run)" } else { "successfully migrated" };
         announce(shared.conventions, db, &format!("schema {done}"), &path, report, ("SQLite", "Postgres"));

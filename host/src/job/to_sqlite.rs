@@ -1,10 +1,11 @@
 //! PostgreSQL → SQLite: the databases on the server written back into the data dir's files.
 //! Each file is built beside its destination under a temporary name, committed and synced
 //! there as soon as it verified, and moved into place only after every file verified; the
-//! files it replaces are kept as backups ([`super::swap`]); any failure deletes the temporary
-//! files and leaves the old ones untouched. Success removes the lock file.
+//! files it replaces are kept as backups ([`super::swap`]); any failure ends the job's sessions
+//! on the server, deletes the temporary files and leaves the old ones untouched. Success
+//! removes the lock file.
 
-use super::databases::{admin, check_target_name};
+use super::databases::{admin, check_target_name, clean_up};
 use super::datadir::{DataDir, matches_pattern};
 use super::flow::{Shared, announce, migrate_database, tracked};
 use super::in_use::check_not_in_use;
@@ -45,15 +46,16 @@ pub(super) async fn run(
             server.address
         )));
     }
-    check_target_name(index_database, server)?;
+    let bound = shared.options.databases.as_deref();
+    check_target_name(index_database, server, bound)?;
     console::info("Getting blocklets...");
     let index =
         PgDatabase::open_source(server.options(), index_database).await.map_err(|e| JobError::Failed(e.message))?;
-    let index = instance.add_handle(Database::Postgres(index)).map_err(|e| JobError::Failed(e.to_string()))?;
-    let plan = instance.plan_to_sqlite(&index, &databases).await.map_err(|e| JobError::Failed(e.to_string()));
+    let index = instance.add_handle(Database::Postgres(index)).map_err(JobError::from_trap)?;
+    let plan = instance.plan_to_sqlite(&index, &databases).await.map_err(JobError::from_trap);
     let _ = instance.take_handle(index);
     let plan = plan?.map_err(JobError::from_failure)?;
-    let layout = instance.layout().await.map_err(|e| JobError::Failed(e.to_string()))?;
+    let layout = instance.layout().await.map_err(JobError::from_trap)?;
     for db in &plan {
         if !layout.patterns.iter().any(|p| matches_pattern(p, &db.sqlite_file)) {
             return Err(JobError::Failed(format!(
@@ -67,7 +69,7 @@ pub(super) async fn run(
                 printable(&db.postgres_database)
             )));
         }
-        check_target_name(&db.postgres_database, server)?;
+        check_target_name(&db.postgres_database, server, bound)?;
     }
     for db in &plan {
         check_not_in_use(&root.join(&db.sqlite_file), shared.options.allow_running_server)?;
@@ -83,8 +85,23 @@ pub(super) async fn run(
     .await;
     outcomes.sort_by_key(|(i, _)| *i);
     let built = gather(outcomes.into_iter().map(|(i, outcome)| (plan[i].postgres_database.clone(), outcome)));
+    let built = match built {
+        Ok(built) => built,
+        Err(e) => {
+            // Every file that did build goes too; so does any temporary file a build left, and
+            // any statement the component left running on a source.
+            instance.release_all();
+            for db in &plan {
+                remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
+            }
+            if let Ok(mut admin) = super::databases::admin(server).await {
+                clean_up(server, &mut admin, &[]).await;
+            }
+            return Err(e);
+        }
+    };
     if shared.options.dry_run {
-        let databases = built?
+        let databases = built
             .into_iter()
             .map(|b| DoneDatabase {
                 path: root.join(&b.planned.sqlite_file),
@@ -95,17 +112,6 @@ pub(super) async fn run(
             .collect();
         return Ok(Done { databases, lock_file: None });
     }
-    let built = match built {
-        Ok(built) => built,
-        Err(e) => {
-            // Every file that did build goes too; so does any temporary file a build left.
-            instance.release_all();
-            for db in &plan {
-                remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
-            }
-            return Err(e);
-        }
-    };
     // Every file verified and synced: now swap them in, keeping what they replace.
     let stamp = backup_stamp();
     let mut databases = Vec::new();
@@ -146,7 +152,8 @@ async fn build_one(
     let source = PgDatabase::open_source(server.options(), &db.postgres_database)
         .await
         .map_err(|e| JobError::Failed(e.message))?;
-    let migrated = migrate_database(shared, db, Database::Postgres(source), Database::Sqlite(target), None).await;
+    let migrated =
+        migrate_database(shared, db, Database::Postgres(source), Database::Sqlite(target), None, false).await;
     let discard = |file: Option<SqliteFile>| {
         drop(file);
         if !dry_run {

@@ -1,13 +1,15 @@
 //! One sandboxed component instance: its store, the handles the job gives it, and the calls
-//! into its exports, each bounded by the job's deadline, with a trap explained by the limit
-//! that caused it.
+//! into its exports, each raced against the job's clock (deadline, stall limit, cancellation),
+//! with a trap explained by the limit that caused it.
 
 use super::conventions::Conventions;
 use super::limits::Limits;
 use super::state::HostState;
+use super::watch::JobClock;
 use crate::backend::Database;
 use crate::capability::Tally;
 use crate::capability::events::TooManyRejects;
+use crate::capability::guard::Activity;
 use crate::capability::typed;
 use crate::text::printable;
 use crate::wit::blocklet::migrate::database::Handle;
@@ -32,37 +34,41 @@ pub struct Instance {
     store: Store<HostState>,
     migrator: migrator::Guest,
     limits: Limits,
-    deadline: Option<std::time::Instant>,
+    clock: JobClock,
+    /// When the component last made progress (the store's database capability records it).
+    activity: Arc<Activity>,
     conventions: Arc<Conventions>,
     /// The component's `accounting` export (WIT 1.3); components built before lack it.
     accounting: Option<accounting::Guest>,
 }
 
-/// Await a component call within the job's wall-clock limit, explaining traps.
+/// Await a component call, or the job's clock ending it first; traps explained. The call
+/// starts the stall clock afresh: the host asked for something new.
 macro_rules! guarded {
     ($self:ident, $call:expr) => {{
-        match $self.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now())) {
-            Some(left) => match tokio::time::timeout(left, $call).await {
-                Ok(result) => result.map_err(|e| $self.trap(e)),
-                Err(_) => Err(anyhow!(
-                    "the migration job exceeded its time limit of {} s (--timeout)",
-                    $self.limits.timeout_seconds
-                )),
-            },
-            None => $call.await.map_err(|e| $self.trap(e)),
+        $self.activity.progressed();
+        let (clock, activity) = ($self.clock.clone(), $self.activity.clone());
+        let raced = tokio::select! {
+            biased;
+            result = $call => Ok(result),
+            ended = clock.ended(&activity) => Err(ended),
+        };
+        match raced {
+            Ok(result) => result.map_err(|e| $self.trap(e)),
+            Err(ended) => Err(anyhow::Error::new(ended)),
         }
     }};
 }
 
 impl Instance {
-    pub(super) fn new(store: Store<HostState>, migrator: migrator::Guest, limits: Limits) -> Instance {
-        let deadline = (limits.timeout_seconds > 0)
-            .then(|| std::time::Instant::now() + std::time::Duration::from_secs(limits.timeout_seconds));
+    pub(super) fn new(store: Store<HostState>, migrator: migrator::Guest, limits: Limits, clock: JobClock) -> Instance {
+        let activity = store.data().database.activity();
         Instance {
             store,
             migrator,
             limits,
-            deadline,
+            clock,
+            activity,
             conventions: Arc::new(Conventions::blocklet_server_1_17()),
             accounting: None,
         }

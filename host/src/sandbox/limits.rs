@@ -1,7 +1,8 @@
 //! What one component instance may use: linear memory ([`MemoryCap`]), compute between host
-//! calls ([`CpuMeter`], on the engine's epoch ticks) and wall-clock time (the job's deadline,
-//! enforced around every call into the component). Hitting a limit traps the component, and
-//! the error names the limit and its flag.
+//! calls ([`CpuMeter`], on the engine's epoch ticks), wall-clock time and time without progress
+//! (the job's deadline and stall limit, enforced around every call into the component by
+//! [`super::watch`]). Hitting a limit traps the component, and the error names the limit and
+//! its flag.
 
 use super::engine::EPOCH_TICK;
 
@@ -15,6 +16,10 @@ pub const DEFAULT_CPU_SECONDS: u64 = 30;
 /// Default wall-clock limit of a job: generous for the largest installs, finite for a hang.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 12 * 3600;
 
+/// Default limit on time without progress (no rows moved, no long-running statement): the
+/// bundled component's longest quiet step, setting up the schema, takes well under a second.
+pub const DEFAULT_STALL_SECONDS: u64 = 60;
+
 /// The component's resource limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -24,6 +29,9 @@ pub struct Limits {
     pub cpu_seconds: u64,
     /// Wall-clock limit of the whole job (0: none); covers a component stuck in a host call.
     pub timeout_seconds: u64,
+    /// Limit on time without progress (0: none): ends a component that keeps calling the host
+    /// without moving rows.
+    pub stall_seconds: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +40,7 @@ impl Default for Limits {
             memory_bytes: DEFAULT_MEMORY_LIMIT,
             cpu_seconds: DEFAULT_CPU_SECONDS,
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            stall_seconds: DEFAULT_STALL_SECONDS,
         }
     }
 }

@@ -6,7 +6,8 @@
 //! | file | concern |
 //! |---|---|
 //! | `engine.rs` | the engine: pooling allocator, epoch ticker |
-//! | `limits.rs` | memory, CPU and wall-clock limits |
+//! | `limits.rs` | memory, CPU, wall-clock and stall limits |
+//! | `watch.rs` | the job's deadline, stall limit and cancellation, raced against every call |
 //! | `version.rs` | which WIT versions this host runs |
 //! | `component_cache.rs` | compiled components cached on disk, verified before use |
 //! | `conventions.rs` | the server facts a component states, checked, with pre-1.3 defaults |
@@ -24,10 +25,12 @@ mod runtime;
 pub mod signature;
 mod state;
 pub mod version;
+pub mod watch;
 
 pub use conventions::Conventions;
 pub use engine::{engine, pooled_engine};
 pub use instance::{Direction, Instance};
-pub use limits::{DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT_SECONDS, Limits};
+pub use limits::{DEFAULT_CPU_SECONDS, DEFAULT_MEMORY_LIMIT, DEFAULT_STALL_SECONDS, DEFAULT_TIMEOUT_SECONDS, Limits};
 pub use runtime::{BUNDLED_COMPONENT, Runtime};
 pub use version::HOST_WIT_VERSION;
+pub use watch::{Cancel, Ended, JobClock};

@@ -8,6 +8,7 @@ use super::instance::Instance;
 use super::limits::{CpuMeter, Limits, MemoryCap};
 use super::state::HostState;
 use super::version::{HOST_WIT_VERSION, check_wit_version};
+use super::watch::JobClock;
 use crate::capability::{self, EventSink};
 use crate::wit::exports::blocklet::migrate::{accounting, conventions, migrator};
 use anyhow::{Context, anyhow};
@@ -61,9 +62,14 @@ impl Runtime {
         &self.sha256
     }
 
-    /// A fresh sandboxed instance for one job (or one database of a job), its limits in force
-    /// and its conventions known.
-    pub async fn instantiate(&self, events: Box<dyn EventSink>, limits: Limits) -> anyhow::Result<Instance> {
+    /// A fresh sandboxed instance for one job (or one database of a job), its limits in force,
+    /// every call raced against the job's `clock`, and its conventions known.
+    pub async fn instantiate(
+        &self,
+        events: Box<dyn EventSink>,
+        limits: Limits,
+        clock: JobClock,
+    ) -> anyhow::Result<Instance> {
         let state = HostState::new(events, MemoryCap::new(limits.memory_bytes), CpuMeter::new(limits.cpu_seconds));
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -99,7 +105,7 @@ impl Runtime {
         .await
         .map_err(|e| anyhow!("{e}"))
         .context("cannot instantiate the migration component (was it built for this WIT version?)")?;
-        let mut instance = Instance::new(store, migrator, limits);
+        let mut instance = Instance::new(store, migrator, limits, clock);
         instance.set_accounting(accounting);
         let conventions = match self.conventions.get() {
             Some(known) => known.clone(),

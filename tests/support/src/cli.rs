@@ -136,6 +136,37 @@ pub fn run_migrate_raw_killed_after(
     env: &[(&str, &str)],
     after: Duration,
 ) -> (RawOutput, bool, Duration) {
+    run_child(args, cwd, env, None, after)
+}
+
+/// Runs `blocklet-migrate <args>`, sends it SIGINT (as Ctrl-C does) once `interrupt` has passed,
+/// and waits for it to exit by itself, at most until `limit` (then it panics, as
+/// [`run_migrate_raw`] does). Returns the output and how long it ran.
+#[track_caller]
+pub fn run_migrate_interrupted_after(
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &str)],
+    interrupt: Duration,
+    limit: Duration,
+) -> (RawOutput, Duration) {
+    let (raw, killed, took) = run_child(args, cwd, env, Some(interrupt), limit);
+    assert!(
+        !killed,
+        "blocklet-migrate {args:?} did not exit by itself within {limit:?} of starting (interrupted after \
+         {interrupt:?}) and was killed: {:?}",
+        raw.output()
+    );
+    (raw, took)
+}
+
+fn run_child(
+    args: &[&str],
+    cwd: &Path,
+    env: &[(&str, &str)],
+    mut interrupt: Option<Duration>,
+    after: Duration,
+) -> (RawOutput, bool, Duration) {
     let mut cmd = Command::new(bin_path());
     cmd.args(args)
         .current_dir(cwd)
@@ -166,12 +197,18 @@ pub fn run_migrate_raw_killed_after(
             break (st, false);
         }
         let elapsed = start.elapsed();
+        if interrupt.is_some_and(|at| elapsed >= at) {
+            interrupt = None;
+            // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        }
         if elapsed >= after {
             let _ = child.kill();
             let st = child.wait().expect("wait after kill");
             break (st, st.signal() == Some(9));
         }
-        thread::sleep((after - elapsed).min(Duration::from_millis(5)));
+        let next = interrupt.map_or(after, |at| at.min(after));
+        thread::sleep(next.saturating_sub(elapsed).clamp(Duration::from_millis(1), Duration::from_millis(5)));
     };
     let took = start.elapsed();
     let raw = RawOutput {

@@ -13,7 +13,8 @@
 //! * [`schema`], [`facts`], [`canonical`], [`compare`]: schema and row comparisons, independent of
 //!   the tool's own checks;
 //! * [`sql`]: quoting and the one statement splitter; [`timestamp`]: the tests' time formats;
-//! * [`components`]: building the wasm test components of `tests/components`.
+//! * [`components`]: building the wasm test components of `tests/components`; [`hostile`]:
+//!   running one as a job's component and checking that it was contained.
 //!
 //! External programs used: the PostgreSQL server binaries (`initdb`, `pg_ctl`, `psql`, `pg_dump`)
 //! from `/usr/lib/postgresql/15/bin` or else the newest `/usr/lib/postgresql/*/bin`; the `sqlite3`
@@ -31,6 +32,7 @@ pub mod components;
 pub mod facts;
 pub mod fixture;
 pub mod holder;
+pub mod hostile;
 pub mod outcome;
 pub mod paths;
 pub mod schema;
@@ -46,6 +48,7 @@ pub use components::*;
 pub use facts::*;
 pub use fixture::*;
 pub use holder::*;
+pub use hostile::*;
 pub use outcome::*;
 pub use paths::*;
 pub use schema::*;

@@ -46,6 +46,13 @@ const ALL_COLUMNS_SQL: &str = concat!(
      ORDER BY c.relname, a.attnum"
 );
 
+/// Every relation (table, view, materialized view, foreign table) of every schema but
+/// PostgreSQL's own, as (schema, name).
+pub(super) const RELATIONS_SQL: &str = "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+     AND n.nspname NOT LIKE 'pg\\_temp\\_%' ORDER BY 1, 2";
+
 /// One row of [`COLUMNS_SQL`], or of [`ALL_COLUMNS_SQL`] from column `at` on.
 fn pg_column(r: &PgRow, at: usize) -> Result<PgColumn, sqlx::Error> {
     Ok(PgColumn {

@@ -22,6 +22,8 @@ pub(super) enum Command {
     Query(String, Reply<Batch>),
     Columns(String, Reply<Vec<PgColumn>>),
     ListTables(Reply<Vec<String>>),
+    /// Every relation of every schema but PostgreSQL's own, as (schema, name).
+    Relations(Reply<Vec<(String, String)>>),
     Count(String, Reply<u64>),
     /// A `COPY (SELECT …) TO STDOUT (FORMAT binary)` decoded column by column into batches.
     Read {
@@ -52,6 +54,7 @@ async fn refuse(command: Command, e: DbError) {
         Command::Query(_, reply) => drop(reply.send(Err(e))),
         Command::Columns(_, reply) => drop(reply.send(Err(e))),
         Command::ListTables(reply) => drop(reply.send(Err(e))),
+        Command::Relations(reply) => drop(reply.send(Err(e))),
         Command::Read { out, .. } => drop(out.send(Err(e)).await),
         Command::Copy { reply, .. } => drop(reply.send(Err(e))),
         Command::Commit(reply) => drop(reply.send(Err(e))),
@@ -144,6 +147,10 @@ pub(super) async fn serve(
                     .map_err(err),
                     None => table_columns(&mut conn, &table).await.map_err(err),
                 };
+                answer(reply, r)
+            }
+            Command::Relations(reply) => {
+                let r = sqlx::query_as(super::catalog::RELATIONS_SQL).fetch_all(&mut conn).await.map_err(err);
                 answer(reply, r)
             }
             Command::ListTables(reply) => {

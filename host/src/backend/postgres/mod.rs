@@ -118,6 +118,12 @@ impl PgDatabase {
         &self.database
     }
 
+    /// Every relation the database holds outside PostgreSQL's own schemas, as (schema, name):
+    /// what a job checks before it may use an existing database as a target.
+    pub async fn relations(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.ask(Command::Relations).await
+    }
+
     fn stopped(&self) -> DbError {
         DbError::new(ErrorKind::Connection, format!("{}: connection task stopped", self.database))
     }

@@ -1,6 +1,12 @@
 //! The PostgreSQL server named by `ABT_NODE_POSTGRES_URL`: parsing the URL (keeping its query
 //! parameters such as `sslmode`), never printing its password, and the admin work done outside
 //! the migration transactions (version check, creating target databases).
+//!
+//! Every session a job opens carries the job's own `application_name` (its session tag) and its
+//! time bounds (`statement_timeout`, `lock_timeout`), so the server stops the job's work even if
+//! the host is gone, and the host can end all of it at once ([`PgServer::end_sessions`]) when
+//! the job fails, times out or is cancelled. A component cannot change either: `SET` and
+//! `set_config` are not on its allowlist.
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
@@ -21,6 +27,16 @@ pub struct PgServer {
     /// `host:port`, for messages.
     pub address: String,
     pub user: String,
+    /// The `application_name` of every session of this job, unique per job.
+    session_tag: String,
+}
+
+/// A tag no other job shares: this process, and a count of the jobs it started.
+fn new_session_tag() -> String {
+    static JOBS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = JOBS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("blocklet-migrate {}-{started}-{n}", std::process::id())
 }
 
 /// `ABT_NODE_POSTGRES_URL` with any password replaced by `***`; unparsable input is withheld.
@@ -65,15 +81,52 @@ impl PgServer {
                 "ABT_NODE_POSTGRES_URL has no host; expected postgres://user:password@host:5432/postgres".into()
             );
         }
+        let session_tag = new_session_tag();
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| format!("ABT_NODE_POSTGRES_URL cannot be used: {}", scrub(&e.to_string(), url)))?
-            .disable_statement_logging();
+            .disable_statement_logging()
+            .application_name(&session_tag);
         Ok(PgServer {
             display: redact(url),
             address: format!("{}:{}", options.get_host(), options.get_port()),
             user: options.get_username().to_string(),
             options,
+            session_tag,
         })
+    }
+
+    /// Bound every session of the job: no statement runs past the job's time limit, and no lock
+    /// is waited for longer than its stall limit (0: no such bound).
+    pub fn with_session_bounds(mut self, timeout: Duration, lock_wait: Duration) -> PgServer {
+        let millis = |d: Duration| d.as_millis().min(i32::MAX as u128);
+        let mut settings = Vec::new();
+        if !timeout.is_zero() {
+            settings.push(("statement_timeout", millis(timeout)));
+        }
+        if !lock_wait.is_zero() {
+            settings.push(("lock_timeout", millis(lock_wait)));
+        }
+        self.options = self.options.options(settings);
+        self
+    }
+
+    /// The `application_name` of every session of this job.
+    pub fn session_tag(&self) -> &str {
+        &self.session_tag
+    }
+
+    /// End every other session of this job (cancelling what it runs, rolling back its
+    /// transaction), from `conn`; how many there were.
+    pub async fn end_sessions(&self, conn: &mut PgConnection) -> Result<u64, String> {
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.session_tag)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| self.explain(e))?;
+        Ok(ended.max(0) as u64)
     }
 
     /// The database the URL names (where `CREATE DATABASE` runs), if any.

@@ -43,6 +43,15 @@ pub struct SqliteFile {
     path: PathBuf,
     writable: bool,
     commands: std_mpsc::Sender<Command>,
+    /// Stops the statement the thread is running when the file is dropped: a job that gave up
+    /// on it (a time limit, a cancellation) leaves nothing running behind.
+    interrupt: rusqlite::InterruptHandle,
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        self.interrupt.interrupt();
+    }
 }
 
 /// A rusqlite error as the WIT error, naming the file.
@@ -98,11 +107,12 @@ impl SqliteFile {
     fn serve_on_thread(conn: Connection, path: &Path, writable: bool) -> Result<SqliteFile, DbError> {
         let (tx, rx) = std_mpsc::channel();
         let thread_path = path.to_path_buf();
+        let interrupt = conn.get_interrupt_handle();
         std::thread::Builder::new()
             .name("sqlite".into())
             .spawn(move || thread::serve(conn, &thread_path, rx))
             .map_err(|e| DbError::new(ErrorKind::Other, format!("cannot start a SQLite thread: {e}")))?;
-        Ok(SqliteFile { path: path.to_path_buf(), writable, commands: tx })
+        Ok(SqliteFile { path: path.to_path_buf(), writable, commands: tx, interrupt })
     }
 
     pub fn path(&self) -> &Path {

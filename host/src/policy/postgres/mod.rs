@@ -110,16 +110,36 @@ pub(super) enum Mode<'a> {
 /// `meta_table` is the one table it may `INSERT` literal values into. `Ok(())` when it is on
 /// the allowlist; otherwise a message naming what was refused.
 pub fn check_target_statement(sql: &str, meta_table: &str) -> Result<(), String> {
-    check(sql, Mode::Execute(meta_table))
+    target_statement_creates(sql, meta_table).map(|_| ())
+}
+
+/// [`check_target_statement`], and the table or sequence of schema `public` the statement
+/// creates, if it creates one.
+pub fn target_statement_creates(sql: &str, meta_table: &str) -> Result<Option<String>, String> {
+    check(sql, Mode::Execute(meta_table)).map(|checked| checked.creates)
 }
 
 /// Check one statement a component asks to run with `query` (on a PostgreSQL target or
 /// source): a read-only `SELECT` calling only pure functions, and nothing else.
 pub fn check_read_only_query(sql: &str) -> Result<(), String> {
-    check(sql, Mode::Query)
+    read_only_query_relations(sql).map(|_| ())
 }
 
-fn check(sql: &str, mode: Mode<'_>) -> Result<(), String> {
+/// [`check_read_only_query`], and the tables (or sequences) the query reads, by name in schema
+/// `public` (names of its own `WITH` queries left out).
+pub fn read_only_query_relations(sql: &str) -> Result<Vec<String>, String> {
+    check(sql, Mode::Query).map(|checked| checked.relations)
+}
+
+/// What a statement that passed the checks touches.
+struct Checked {
+    /// The relations it reads.
+    relations: Vec<String>,
+    /// The table or sequence it creates.
+    creates: Option<String>,
+}
+
+fn check(sql: &str, mode: Mode<'_>) -> Result<Checked, String> {
     if sql.len() > MAX_STATEMENT_BYTES {
         return Err(format!("refused a statement of {} bytes: the limit is {MAX_STATEMENT_BYTES}", sql.len()));
     }
@@ -137,7 +157,7 @@ fn check(sql: &str, mode: Mode<'_>) -> Result<(), String> {
         Err(e) => {
             // sqlparser has no ALTER SEQUENCE; the dump's one form is recognised token by token.
             if matches!(mode, Mode::Execute(_)) && leading_words(sql, 2) == "ALTER SEQUENCE" {
-                return check_alter_sequence_owned_by(sql);
+                return check_alter_sequence_owned_by(sql).map(|()| Checked { relations: Vec::new(), creates: None });
             }
             let kind = statement_kind(sql);
             return Err(if leading_words(sql, 1).is_empty() {
@@ -157,11 +177,20 @@ fn check(sql: &str, mode: Mode<'_>) -> Result<(), String> {
         }
     };
     check_statement(statement, sql, mode)?;
-    let mut guard = Guard { mode, statements_seen: 0 };
-    match statement.visit(&mut guard) {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(message) => Err(message),
+    let mut guard = Guard { mode, statements_seen: 0, relations: Vec::new(), own_queries: Vec::new() };
+    if let ControlFlow::Break(message) = statement.visit(&mut guard) {
+        return Err(message);
     }
+    let creates = match statement {
+        Statement::CreateTable(t) => Some(&t.name),
+        Statement::CreateSequence { name, .. } => Some(name),
+        _ => None,
+    };
+    let own_queries = guard.own_queries;
+    Ok(Checked {
+        relations: guard.relations.into_iter().filter(|r| !own_queries.contains(r)).collect(),
+        creates: creates.and_then(walk::relation_name),
+    })
 }
 
 /// The statement kind itself: is it on the allowlist for this mode, with allowed options.

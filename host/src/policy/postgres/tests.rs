@@ -414,3 +414,16 @@ fn the_meta_table_is_the_one_the_conventions_name() {
     let e = super::check_target_statement(&insert(META), "schema_log").unwrap_err();
     assert!(e.contains(r#"only "schema_log" may be inserted into"#), "{e}");
 }
+
+#[test]
+fn a_query_names_the_relations_it_reads_and_a_statement_the_one_it_creates() {
+    let read = read_only_query_relations(
+        r#"WITH x AS (SELECT * FROM a) SELECT * FROM x JOIN "B" ON true JOIN public.C ON true WHERE 1 IN (SELECT 1 FROM d)"#,
+    )
+    .unwrap();
+    assert_eq!(read, ["a", "B", "c", "d"], "its own WITH query is not a relation");
+    let creates = |sql: &str| target_statement_creates(sql, META).unwrap();
+    assert_eq!(creates(r#"CREATE TABLE public."Users" (id integer)"#).as_deref(), Some("Users"));
+    assert_eq!(creates("CREATE SEQUENCE public.users_id_seq").as_deref(), Some("users_id_seq"));
+    assert_eq!(creates("CREATE INDEX i ON public.users (id)"), None);
+}

@@ -19,6 +19,23 @@ use std::ops::ControlFlow;
 pub(super) struct Guard<'a> {
     pub(super) mode: Mode<'a>,
     pub(super) statements_seen: usize,
+    /// Every relation named, as [`relation_name`] gives it.
+    pub(super) relations: Vec<String>,
+    /// The names of the statement's own `WITH` queries.
+    pub(super) own_queries: Vec<String>,
+}
+
+/// The name PostgreSQL resolves a relation of schema `public` to: its last part, folded to lower
+/// case unless quoted.
+pub(super) fn relation_name(name: &ObjectName) -> Option<String> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(id) => Some(folded(id)),
+        ObjectNamePart::Function(_) => None,
+    }
+}
+
+fn folded(id: &Ident) -> String {
+    if id.quote_style.is_some() { id.value.clone() } else { id.value.to_lowercase() }
 }
 
 impl Visitor for Guard<'_> {
@@ -46,6 +63,7 @@ impl Visitor for Guard<'_> {
                 );
             }
             for cte in &with.cte_tables {
+                self.own_queries.push(folded(&cte.alias.name));
                 if let Err(e) = read_only_set_expr(&cte.query.body) {
                     return ControlFlow::Break(e);
                 }
@@ -66,7 +84,10 @@ impl Visitor for Guard<'_> {
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<String> {
         match check_name(relation, "relation") {
-            Ok(()) => ControlFlow::Continue(()),
+            Ok(()) => {
+                self.relations.extend(relation_name(relation));
+                ControlFlow::Continue(())
+            }
             Err(e) => ControlFlow::Break(e),
         }
     }
