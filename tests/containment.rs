@@ -5,7 +5,8 @@
 //! throwaway cluster and fixture copy; a batch job runs the bundled component under a bound on
 //! the databases it may use. Every hostile run is also checked for what every contained run must
 //! leave (see `tests/support/src/hostile.rs`): its own exit, the target unchanged, no session of
-//! the job left on the server.
+//! the job left on the server. `sqlite-target-query` checks, going back to SQLite, that `query` on
+//! a SQLite target passes the authorizer `execute` does.
 
 use std::path::Path;
 use std::time::Duration;
@@ -154,6 +155,29 @@ fn ctrl_c_cancels_the_job_and_ends_its_work_on_the_server() {
     let run = run_hostile_interrupted("runaway-query", &[], Duration::from_secs(4));
     assert_job_error(&run, "runaway-query", "the migration job was cancelled");
     assert!(run.took < Duration::from_secs(12), "runaway-query: took {:?} to stop after Ctrl-C at 4 s", run.took);
+}
+
+#[test]
+fn query_on_a_sqlite_target_passes_the_same_authorizer_as_execute() {
+    let component = test_component("sqlite-target-query");
+    let pg = PgCluster::start();
+    pg.psql("postgres", "CREATE DATABASE server_db");
+    let fixture = fixture_copy();
+    let data_dir = data_dir(fixture.path());
+    let source_before = hash_tree(&data_dir);
+    let before = target_state(&pg);
+    let cache = TempDir::with_prefix("bm-cache-").expect("cache dir");
+    let mut args = vec!["--dialect", "sqlite", "--data-dir", path_str(&data_dir)];
+    args.extend(["--component", path_str(&component), "--allow-unsigned", "--timeout", TIMEOUT]);
+    let url = pg.url();
+    let env = [("ABT_NODE_POSTGRES_URL", url.as_str()), ("BLOCKLET_MIGRATE_CACHE_DIR", path_str(cache.path()))];
+    let (out, _) = run_migrate_within(&args, &data_dir, &env, HANG);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.has_error_line("sqlite-target-query: all 5 refused"), "{out:?}");
+    assert_same_source(&source_before, &data_dir, "sqlite-target-query");
+    assert_eq!(target_state(&pg), before, "the server changed");
+    assert!(!Path::new("/tmp/blocklet-migrate-attached.db").exists(), "ATTACH created a file");
+    assert_eq!(job_sessions_left(&pg), 0);
 }
 
 #[test]
