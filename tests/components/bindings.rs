@@ -38,3 +38,22 @@ fn planned_server(sqlite_file: &str, postgres_database: &str) -> api::PlannedDat
         app_pid: None,
     }
 }
+
+/// `info` of a component that knows only the server database (those whose hostile act is the
+/// plan itself write their own exports): `name` and `version` are the crate's.
+#[allow(dead_code)]
+fn server_only_info(name: &str, version: &str) -> api::ComponentInfo {
+    api::ComponentInfo {
+        name: name.into(),
+        version: version.into(),
+        wit_version: wit_version(),
+        server_versions: vec!["1.17.12".into()],
+        migrations: vec![("server".into(), 74)],
+    }
+}
+
+/// `layout` of a component that knows only the server database.
+#[allow(dead_code)]
+fn server_only_layout() -> api::SourceLayout {
+    api::SourceLayout { index: "core/server.db".into(), patterns: vec!["core/server.db".into()] }
+}

@@ -33,17 +33,11 @@ fn first_text(source: &Handle, table: &str, column: &str) -> Option<String> {
 
 impl api::Guest for Component {
     fn info() -> api::ComponentInfo {
-        api::ComponentInfo {
-            name: env!("CARGO_PKG_NAME").into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            wit_version: wit_version(),
-            server_versions: vec!["1.17.12".into()],
-            migrations: vec![("server".into(), 74)],
-        }
+        server_only_info(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     }
 
     fn layout() -> api::SourceLayout {
-        api::SourceLayout { index: "core/server.db".into(), patterns: vec!["core/server.db".into()] }
+        server_only_layout()
     }
 
     fn plan_to_postgres(
