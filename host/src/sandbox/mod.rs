@@ -11,7 +11,7 @@
 //! | `version.rs` | which WIT versions this host runs |
 //! | `component_cache.rs` | compiled components cached on disk, verified before use |
 //! | `conventions.rs` | the server facts a component states, checked, with pre-1.3 defaults |
-//! | `signature.rs` | signed component files: the format, keys, and which files may run |
+//! | `signature/` | signed component files: the format, keys, and which files may run |
 //! | `runtime.rs` | a compiled, linked component; instantiation |
 //! | `state.rs` | what a store holds |
 //! | `instance.rs` | the calls into one instance's exports |

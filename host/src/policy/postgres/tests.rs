@@ -50,7 +50,7 @@ fn dumps() -> &'static [(&'static str, &'static str)] {
         for entry in entries {
             let name = entry.unwrap().file_name().to_string_lossy().to_string();
             if name.starts_with("pg-") && name.ends_with(".sql") {
-                assert!(DUMPS.iter().any(|(n, _)| *n == name), "{name} is not in sql_guard's DUMPS: add it");
+                assert!(DUMPS.iter().any(|(n, _)| *n == name), "{name} is not in DUMPS: add it");
             }
         }
     }
