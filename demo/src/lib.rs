@@ -8,9 +8,8 @@
 //! [`run`] through the installed command, so the demo and that test cannot drift apart.
 
 pub mod arrived;
-pub mod cluster;
-pub mod scratch;
 
+use blocklet_migrate_test_support::{ClusterOptions, PgCluster, pg_bin_dir, try_copy_tree};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,16 +47,18 @@ pub fn fixture_dir() -> PathBuf {
 
 /// Migrate a copy of `fixture` with `binary` into `target`; returns what arrived.
 pub fn run(binary: &Path, fixture: &Path, target: &Target) -> Result<Vec<arrived::Database>, String> {
-    let work = scratch::ScratchDir::new("blocklet-migrate-demo")?;
-    scratch::copy_tree(fixture, work.path())?;
+    let work = tempfile::TempDir::with_prefix("blocklet-migrate-demo-")
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    try_copy_tree(fixture, work.path()).map_err(|e| format!("cannot copy the demo fixture: {e:#}"))?;
     let data_dir = work.path().join(".blocklet-server");
     let cluster;
     let (url, psql) = match target {
         Target::Server(url) => (url.clone(), client_psql()?),
         Target::Throwaway => {
             println!("No PostgreSQL given or listening: starting a throwaway cluster");
-            cluster = cluster::ThrowawayCluster::start()?;
-            (cluster.url(), cluster.bin_dir().join("psql"))
+            let no_cluster = |e: anyhow::Error| format!("{e:#}; or point ABT_NODE_POSTGRES_URL at a running server");
+            cluster = PgCluster::try_start(&ClusterOptions::default()).map_err(no_cluster)?;
+            (cluster.url(), pg_bin_dir().map_err(no_cluster)?.join("psql"))
         }
     };
     let report = work.path().join("report.json");
@@ -93,7 +94,7 @@ fn client_psql() -> Result<PathBuf, String> {
         .find(|p| p.is_file());
     match on_path {
         Some(psql) => Ok(psql),
-        None => cluster::server_bin_dir().map(|bin| bin.join("psql")).map_err(|_| {
+        None => pg_bin_dir().map(|bin| bin.join("psql")).map_err(|_| {
             "psql not found, needed to show what arrived: install it (Debian/Ubuntu: apt-get install postgresql-client)"
                 .to_string()
         }),

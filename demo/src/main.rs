@@ -1,11 +1,11 @@
-//! `cargo demo [-- --port N | --binary FILE]`: build the workspace (as `cargo build --release`),
+//! `cargo demo [--port N] [--binary FILE]`: build the workspace (as `cargo build --release`),
 //! then run the demo (see the library) with the `blocklet-migrate` binary built beside this one.
 
 use blocklet_migrate_demo::{Target, fixture_dir, run};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: cargo demo [-- [--port N] [--binary FILE]]
+const USAGE: &str = "usage: cargo demo [--port N] [--binary FILE]
   --port N       where to look for a running PostgreSQL on 127.0.0.1 (default 5432) when
                  ABT_NODE_POSTGRES_URL is not set; nothing listening: a throwaway cluster
   --binary FILE  run this blocklet-migrate instead of building the workspace's";
@@ -18,6 +18,10 @@ struct Flags {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Flags, String> {
     let mut flags = Flags { port: 5432, binary: None };
     while let Some(arg) = args.next() {
+        // The alias already ends in `--`; a second one (`cargo demo -- --port N`) means the same.
+        if arg == "--" {
+            continue;
+        }
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value\n{USAGE}"));
         match arg.as_str() {
             "--port" => flags.port = value()?.parse().map_err(|_| format!("--port: not a port number\n{USAGE}"))?,

@@ -276,8 +276,17 @@ pub fn pg_bin_dir() -> Result<PathBuf> {
             }
         }
     }
-    best.map(|(_, p)| p)
-        .context("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (need initdb, pg_ctl, psql, pg_dump)")
+    if let Some((_, bin)) = best {
+        return Ok(bin);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        .context(
+            "no PostgreSQL server binaries (initdb, pg_ctl, psql, pg_dump) in /usr/lib/postgresql/*/bin or on PATH: \
+             install them (Debian/Ubuntu: apt-get install postgresql)",
+        )
 }
 
 /// Whether the effective uid is 0.
