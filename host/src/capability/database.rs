@@ -46,11 +46,18 @@ pub struct DatabaseState {
     first_rows: Option<tokio::sync::oneshot::Sender<()>>,
     /// Rows the host itself delivered and loaded, per handle and table.
     tallies: Tallies,
-    /// Objects each target handle's statements created (see [`policy::check_created_objects`]).
-    created_objects: HashMap<u32, usize>,
-    /// The tables and sequences each PostgreSQL target handle's statements created: the only
-    /// relations it may read.
-    created_relations: HashMap<u32, HashSet<String>>,
+    /// What each target handle's statements created.
+    created: HashMap<u32, Created>,
+}
+
+/// What one target handle's statements created.
+#[derive(Default)]
+struct Created {
+    /// Objects counted against the cap, failed CREATEs included (see
+    /// [`policy::check_created_objects`]).
+    objects: usize,
+    /// The tables and sequences created on PostgreSQL: the only relations the handle may read.
+    relations: HashSet<String>,
 }
 
 impl DatabaseState {
@@ -235,7 +242,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         batch_rows: u32,
     ) -> wasmtime::Result<Result<Resource<wit_db::Cursor>, DbError>> {
         let (_call, db) = entered!(self, h);
-        let created = self.state.created_relations.get(&h.rep());
+        let created = self.state.created.get(&h.rep()).map(|c| &c.relations);
         if let Err(e) = policy::names::check_table_columns(&table, &columns, &order_by)
             .and_then(|_| check_reads(db, created, std::iter::once(table.as_str())))
         {
@@ -266,13 +273,13 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
             Ok(creates) => creates,
             Err(e) => return Ok(Err(e)),
         };
-        let created = self.state.created_objects.entry(h.rep()).or_default();
-        if let Err(e) = policy::check_created_objects(created, std::iter::once(statement.as_str())) {
+        let created = self.state.created.entry(h.rep()).or_default();
+        if let Err(e) = policy::check_created_objects(&mut created.objects, std::iter::once(statement.as_str())) {
             return Ok(Err(e));
         }
         let done = db.execute(&statement).await;
         if done.is_ok() {
-            self.state.created_relations.entry(h.rep()).or_default().extend(creates);
+            created.relations.extend(creates);
         }
         Ok(done)
     }
@@ -291,8 +298,9 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
                 statements.iter().map(|s| check_statement(db, s, &self.state.meta_table)).collect::<Result<Vec<_>, _>>()
             })
             .and_then(|creates| {
-                let created = self.state.created_objects.entry(h.rep()).or_default();
-                policy::check_created_objects(created, statements.iter().map(String::as_str)).map(|_| creates)
+                let created = self.state.created.entry(h.rep()).or_default();
+                policy::check_created_objects(&mut created.objects, statements.iter().map(String::as_str))
+                    .map(|_| creates)
             });
         let creates = match checked {
             Ok(creates) => creates,
@@ -300,7 +308,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
         };
         let done = db.execute_script(&statements).await;
         if done.is_ok() {
-            self.state.created_relations.entry(h.rep()).or_default().extend(creates.into_iter().flatten());
+            self.state.created.entry(h.rep()).or_default().relations.extend(creates.into_iter().flatten());
         }
         Ok(done)
     }
@@ -320,7 +328,7 @@ impl wit_db::HostHandle for DatabaseCtx<'_> {
                 Ok(relations) => relations,
                 Err(m) => return Ok(Err(DbError::new(ErrorKind::Denied, m))),
             };
-            let created = self.state.created_relations.get(&h.rep());
+            let created = self.state.created.get(&h.rep()).map(|c| &c.relations);
             if let Err(e) = check_reads(db, created, relations.iter().map(String::as_str)) {
                 return Ok(Err(e));
             }

@@ -131,8 +131,8 @@ impl Account {
             if !seen.insert(feed.source_table.as_str()) {
                 return Err(format!("{database}: the component's feeds name source table {} twice", feed.source_table));
             }
-            if let Destination::CopiedTo(target) = &feed.destination
-                && !targets.insert(target.as_str())
+            if let Some(target) = feed.destination.copied_to()
+                && !targets.insert(target)
             {
                 return Err(format!(
                     "{database}: the component's feeds send two source tables into target table {target}"
@@ -153,10 +153,7 @@ impl Account {
 
     /// The target tables to count before commit.
     pub fn target_tables(&self) -> impl Iterator<Item = &str> {
-        self.feeds.iter().filter_map(|f| match &f.destination {
-            Destination::CopiedTo(t) => Some(t.as_str()),
-            Destination::NotCopied(_) => None,
-        })
+        self.feeds.iter().filter_map(|f| f.destination.copied_to())
     }
 
     /// Rows a host cursor delivered from a source table.

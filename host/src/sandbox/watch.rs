@@ -66,11 +66,6 @@ impl JobClock {
         JobClock { deadline, timeout_seconds, stall_seconds, cancel }
     }
 
-    /// The job's cancellation.
-    pub fn cancel(&self) -> &Cancel {
-        &self.cancel
-    }
-
     /// Whether the job must end now, and why.
     pub fn check(&self, activity: &Activity) -> Option<Ended> {
         if self.cancel.is_cancelled() {

@@ -110,11 +110,6 @@ impl PgServer {
         self
     }
 
-    /// The `application_name` of every session of this job.
-    pub fn session_tag(&self) -> &str {
-        &self.session_tag
-    }
-
     /// End every other session of this job (cancelling what it runs, rolling back its
     /// transaction), from `conn`; how many there were.
     pub async fn end_sessions(&self, conn: &mut PgConnection) -> Result<u64, String> {

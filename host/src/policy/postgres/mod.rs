@@ -107,26 +107,17 @@ pub(super) enum Mode<'a> {
 }
 
 /// Check one statement a component asks to run with `execute` on a PostgreSQL target, where
-/// `meta_table` is the one table it may `INSERT` literal values into. `Ok(())` when it is on
-/// the allowlist; otherwise a message naming what was refused.
-pub fn check_target_statement(sql: &str, meta_table: &str) -> Result<(), String> {
-    target_statement_creates(sql, meta_table).map(|_| ())
-}
-
-/// [`check_target_statement`], and the table or sequence of schema `public` the statement
-/// creates, if it creates one.
+/// `meta_table` is the one table it may `INSERT` literal values into. When it is on the
+/// allowlist: the table or sequence of schema `public` it creates, if it creates one; otherwise
+/// a message naming what was refused.
 pub fn target_statement_creates(sql: &str, meta_table: &str) -> Result<Option<String>, String> {
     check(sql, Mode::Execute(meta_table)).map(|checked| checked.creates)
 }
 
 /// Check one statement a component asks to run with `query` (on a PostgreSQL target or
-/// source): a read-only `SELECT` calling only pure functions, and nothing else.
-pub fn check_read_only_query(sql: &str) -> Result<(), String> {
-    read_only_query_relations(sql).map(|_| ())
-}
-
-/// [`check_read_only_query`], and the tables (or sequences) the query reads, by name in schema
-/// `public` (names of its own `WITH` queries left out).
+/// source): a read-only `SELECT` calling only pure functions, and nothing else. When it is: the
+/// tables (or sequences) it reads, by name in schema `public` (names of its own `WITH` queries
+/// left out).
 pub fn read_only_query_relations(sql: &str) -> Result<Vec<String>, String> {
     check(sql, Mode::Query).map(|checked| checked.relations)
 }
