@@ -31,20 +31,24 @@ pub fn sqlite3_bin() -> PathBuf {
 /// Closing the CLI usually checkpoints the WAL into the main file, which is harmless for a copy.
 #[track_caller]
 pub fn sqlite_exec(db_file: &Path, sql: &str) -> String {
+    let what = format!("sqlite3 {}", db_file.display());
+    run_sqlite3(&["-batch", "-bail", "-cmd", ".timeout 5000"], db_file, sql, &what).trim_end_matches('\n').to_string()
+}
+
+/// Runs the `sqlite3` CLI with `flags` on `file` and `input` (SQL or a dot-command); its stdout.
+/// Panics, naming `what` and `input`, when it fails or writes to stderr.
+#[track_caller]
+fn run_sqlite3(flags: &[&str], file: &Path, input: &str, what: &str) -> String {
     let out = Command::new(sqlite3_bin())
-        .args(["-batch", "-bail", "-cmd", ".timeout 5000"])
-        .arg(db_file)
-        .arg(sql)
+        .args(flags)
+        .arg(file)
+        .arg(input)
         .stdin(Stdio::null())
         .output()
         .expect("run sqlite3");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "sqlite3 {} failed: {stderr}\nSQL: {sql}",
-        db_file.display()
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string()
+    assert!(out.status.success() && stderr.trim().is_empty(), "{what} failed: {stderr}\nran: {input}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Folds a SQLite file's WAL into the main file and removes the `-wal`/`-shm`, so that the
@@ -103,20 +107,8 @@ impl SqliteSnapshot {
 
     /// Runs a query with `sqlite3 -json` and returns the rows as JSON objects (empty result → empty vec).
     pub fn query_json(&self, sql: &str) -> Vec<Map<String, Value>> {
-        let out = Command::new(sqlite3_bin())
-            .args(["-batch", "-bail", "-json"])
-            .arg(&self.file)
-            .arg(sql)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run sqlite3");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.trim().is_empty(),
-            "sqlite3 -json on a snapshot of {} failed: {stderr}\nSQL: {sql}",
-            self.source.display()
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let what = format!("sqlite3 -json on a snapshot of {}", self.source.display());
+        let text = run_sqlite3(&["-batch", "-bail", "-json"], &self.file, sql, &what);
         if text.trim().is_empty() {
             return Vec::new();
         }
@@ -213,20 +205,12 @@ impl SqliteSnapshot {
 
     /// Runs a dot-command or statement with the plain `sqlite3` CLI (no `-json`) and returns stdout.
     pub fn cli(&self, command: &str) -> String {
-        let out = Command::new(sqlite3_bin())
-            .args(["-batch", "-bail"])
-            .arg(&self.file)
-            .arg(command)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run sqlite3");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.trim().is_empty(),
-            "sqlite3 on a snapshot of {} failed: {stderr}\ncommand: {command}",
-            self.source.display()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run_sqlite3(
+            &["-batch", "-bail"],
+            &self.file,
+            command,
+            &format!("sqlite3 on a snapshot of {}", self.source.display()),
+        )
     }
 
     /// `sqlite3 FILE .schema`.
