@@ -640,43 +640,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
             (rows / m) / ceiling_rate
         )?;
     }
-    writeln!(
-        report,
-        "| **blocklet-migrate** (end to end) | {} [{}–{}] | {} | {:.1} | {:.2}× | {:.1} MB |",
-        fmt_secs(ours.median()),
-        fmt_secs(ours.min()),
-        fmt_secs(ours.max()),
-        fmt_int(ours_rate),
-        src_mb / ours.median().as_secs_f64(),
-        ours_rate / ceiling_rate,
-        mb(ours.peak_rss().unwrap_or(0))
-    )?;
+    // Our CLI's rows: the same columns for this build, the baseline build and the socket run.
+    let mut cli_rows = vec![("**blocklet-migrate** (end to end)", &ours)];
     if !baseline.walls.is_empty() {
-        let m = baseline.median().as_secs_f64();
-        writeln!(
-            report,
-            "| blocklet-migrate, baseline build (`--baseline-bin`) | {} [{}–{}] | {} | {:.1} | {:.2}× | {:.1} MB |",
-            fmt_secs(baseline.median()),
-            fmt_secs(baseline.min()),
-            fmt_secs(baseline.max()),
-            fmt_int(rows / m),
-            src_mb / m,
-            (rows / m) / ceiling_rate,
-            mb(baseline.peak_rss().unwrap_or(0))
-        )?;
+        cli_rows.push(("blocklet-migrate, baseline build (`--baseline-bin`)", &baseline));
     }
     if !socket.walls.is_empty() {
-        let m = socket.median().as_secs_f64();
+        cli_rows.push(("blocklet-migrate over a Unix socket (diagnostic: no TCP delayed-ACK stalls)", &socket));
+    }
+    for (name, s) in cli_rows {
+        let m = s.median().as_secs_f64();
         writeln!(
             report,
-            "| blocklet-migrate over a Unix socket (diagnostic: no TCP delayed-ACK stalls) | {} [{}–{}] | {} | {:.1} | {:.2}× | {:.1} MB |",
-            fmt_secs(socket.median()),
-            fmt_secs(socket.min()),
-            fmt_secs(socket.max()),
+            "| {name} | {} [{}–{}] | {} | {:.1} | {:.2}× | {:.1} MB |",
+            fmt_secs(s.median()),
+            fmt_secs(s.min()),
+            fmt_secs(s.max()),
             fmt_int(rows / m),
             src_mb / m,
             (rows / m) / ceiling_rate,
-            mb(socket.peak_rss().unwrap_or(0))
+            mb(s.peak_rss().unwrap_or(0))
         )?;
     }
     let pgl_rate = match (&pgl_source, pgl.walls.is_empty()) {
