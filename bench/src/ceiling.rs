@@ -288,7 +288,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
-    let days = crate::rng::days_from_civil(y, mo as u32, d as u32);
+    let days = blocklet_migrate_test_support::rng::days_from_civil(y, mo as u32, d as u32);
     let mut rest = &b[10..];
     let mut micros_of_day = 0i64;
     if rest.len() >= 6 && (rest[0] == b' ' || rest[0] == b'T') && rest[3] == b':' {

@@ -1,16 +1,14 @@
 //! `blocklet-migrate-bench`: benchmark data and the benchmark itself (issue 6).
 //!
 //! * `generate --rows N --seed S --out DIR`: a copy of the demo fixture with N realistic rows
-//!   added (see [`generate`]).
+//!   added (`blocklet_migrate_test_support::generate`, which the tests use too).
 //! * `run --rows N --seed S`: generate (or reuse) that data dir, start a throwaway PostgreSQL
 //!   cluster, measure the ceiling, our CLI, pgloader when installed, and print rows/s, MB/s,
 //!   the ratios and peak RSS; exit 1 when a goal is missed (see [`run`]).
 
 mod ceiling;
-mod generate;
 mod measure;
 mod reverse;
-mod rng;
 mod run;
 mod schema;
 mod wire;
@@ -128,32 +126,34 @@ fn main() {
                 1
             }
         },
-        Cmd::Generate { rows, seed, out } => match generate::generate(rows, seed, &out) {
-            Ok(g) if g.reused => {
-                println!(
-                    "{} already holds {rows} generated rows (seed {seed}): {}",
-                    out.display(),
-                    g.data_dir.display()
-                );
-                0
-            }
-            Ok(g) => {
-                println!(
-                    "generated {} rows (seed {seed}) in {:.1} s: data dir {}",
-                    g.added.values().sum::<u64>(),
-                    g.seconds,
-                    g.data_dir.display()
-                );
-                for ((file, table), n) in &g.added {
-                    println!("  {file} {table}: +{n}");
+        Cmd::Generate { rows, seed, out } => {
+            match blocklet_migrate_test_support::generate::generate(rows, seed, &out) {
+                Ok(g) if g.reused => {
+                    println!(
+                        "{} already holds {rows} generated rows (seed {seed}): {}",
+                        out.display(),
+                        g.data_dir.display()
+                    );
+                    0
                 }
-                0
+                Ok(g) => {
+                    println!(
+                        "generated {} rows (seed {seed}) in {:.1} s: data dir {}",
+                        g.added.values().sum::<u64>(),
+                        g.seconds,
+                        g.data_dir.display()
+                    );
+                    for ((file, table), n) in &g.added {
+                        println!("  {file} {table}: +{n}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("generate failed: {e:#}");
+                    1
+                }
             }
-            Err(e) => {
-                eprintln!("generate failed: {e:#}");
-                1
-            }
-        },
+        }
         Cmd::Run {
             rows,
             seed,

@@ -149,7 +149,7 @@ impl Samples {
 fn cached_data(rows: u64, seed: u64) -> Result<PathBuf> {
     let dir = workspace_root().join("target").join("bench-data").join(format!("rows-{rows}-seed-{seed}"));
     fs::create_dir_all(dir.parent().expect("parent"))?;
-    let g = crate::generate::generate(rows, seed, &dir)?;
+    let g = blocklet_migrate_test_support::generate::generate(rows, seed, &dir)?;
     if g.reused {
         println!("data: reusing {}", dir.display());
     } else {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, top first: a module may use only modules of the layers after its own.
 const LAYERS: &[&[&str]] =
-    &[&["cli"], &["job"], &["sandbox"], &["capability"], &["backend"], &["policy"], &["wit", "text"]];
+    &[&["cli"], &["service"], &["job"], &["sandbox"], &["capability"], &["backend"], &["policy"], &["wit", "text"]];
 
 type Module = Vec<String>;
 

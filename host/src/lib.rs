@@ -5,7 +5,7 @@
 //! (`guest/`) that talks to it only through `wit/blocklet-migrate.wit`. The crate is in layers
 //! that import only downward:
 //!
-//! [`cli`] → [`job`] → [`sandbox`] → [`capability`] → [`backend`] → [`policy`] → [`wit`], [`text`]
+//! [`cli`] → [`service`] → [`job`] → [`sandbox`] → [`capability`] → [`backend`] → [`policy`] → [`wit`], [`text`]
 //!
 //! `docs/architecture.md` has the map, one job's path from the command line to the commit, and
 //! where each concern lives. Library callers (a hosting provider running many tenants) use the
@@ -17,6 +17,7 @@ pub mod cli;
 pub mod job;
 pub mod policy;
 pub mod sandbox;
+pub mod service;
 pub mod text;
 pub mod wit;
 

@@ -18,6 +18,7 @@ pub async fn run(args: MigrateArgs) -> u8 {
             batch_rows: args.batch_rows,
             parallel: args.parallel,
             databases: None,
+            confine_to: None,
         },
         component: match args.component {
             Some(path) => match args.trust.policy() {
@@ -41,8 +42,10 @@ pub async fn run(args: MigrateArgs) -> u8 {
             quiet: args.quiet,
             progress_events: args.progress_events,
             shares_terminal: false,
+            progress_sink: None,
         },
         cancel: Cancel::default(),
+        before_commit: None,
     };
     cancel_on_signals(spec.cancel.clone());
     job::run(spec).await.exit_code

@@ -13,6 +13,7 @@ pub mod component_info;
 pub mod component_sign;
 pub mod generate;
 pub mod migrate;
+pub mod serve;
 
 pub use crate::job::outcome::{
     EXIT_FAILED, EXIT_REJECTED, EXIT_SKIPPED_ROWS, EXIT_SUCCESS, EXIT_USAGE, EXIT_VERIFICATION,
@@ -68,6 +69,10 @@ pub enum Command {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    /// Run the hosting service: an HTTP API and workers on a shared queue (docs/hosting.md).
+    Serve(serve::ServeArgs),
+    /// Make a new API token for a tenant of the service, and the digest its entry stores.
+    ServiceToken,
     /// Print shell completions or the man page.
     Generate(generate::GenerateArgs),
 }
@@ -250,6 +255,8 @@ pub fn main() -> ExitCode {
         Some(Command::Batch { file, parallel, report, trust }) => {
             runtime.block_on(batch::run(&file, parallel, report.as_deref(), &trust))
         }
+        Some(Command::Serve(serve)) => runtime.block_on(serve::run(serve)),
+        Some(Command::ServiceToken) => serve::new_token(),
         Some(Command::Generate(generate)) => generate::run(&generate),
         None => runtime.block_on(migrate::run(args.migrate)),
     };

@@ -62,6 +62,33 @@ pub fn from_flag(dir: &Path, markers: &[DataDirMarker]) -> Result<DataDir, DataD
     Err(not_found(dir, markers))
 }
 
+/// Refuse `path` unless it resolves (symlinks followed) into `bound`. A path that does not exist
+/// yet (a file the job will write) is judged by its nearest existing ancestor, so a symlinked
+/// directory cannot take the write elsewhere.
+pub fn confined(bound: &Path, path: &Path) -> Result<(), String> {
+    let bound = std::fs::canonicalize(bound).map_err(|e| format!("cannot resolve {}: {e}", bound.display()))?;
+    let mut existing = path;
+    let resolved = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(p) => break p,
+            Err(_) => match existing.parent() {
+                Some(parent) => existing = parent,
+                None => return Err(format!("cannot resolve {}", path.display())),
+            },
+        }
+    };
+    if resolved.starts_with(&bound) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} resolves to {}, outside {}: a job here may use only files under that directory",
+            path.display(),
+            resolved.display(),
+            bound.display()
+        ))
+    }
+}
+
 /// No data dir from `from`: the message names the preferred marker.
 fn not_found(from: PathBuf, markers: &[DataDirMarker]) -> DataDirError {
     let looked_for = markers.first().map(|m| format!("{}/{}", m.directory, m.config_file)).unwrap_or_default();

@@ -26,6 +26,25 @@ pub(super) struct Shared<'a> {
     pub limits: Limits,
     pub clock: &'a JobClock,
     pub conventions: &'a Conventions,
+    pub before_commit: Option<&'a super::CommitGate>,
+}
+
+impl Shared<'_> {
+    /// The caller's last word before anything commits ([`super::CommitGate`]).
+    pub async fn may_commit(&self) -> Result<(), JobError> {
+        match self.before_commit {
+            Some(gate) => gate().await.map_err(|e| JobError::Failed(format!("not committed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuse a database file that resolves outside the job's bound ([`super::JobOptions::confine_to`]).
+    pub fn check_confined(&self, file: &std::path::Path) -> Result<(), JobError> {
+        match &self.options.confine_to {
+            Some(bound) => super::datadir::confined(bound, file).map_err(JobError::Config),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Shared<'_> {

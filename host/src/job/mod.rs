@@ -74,6 +74,9 @@ pub struct JobOptions {
     /// The only PostgreSQL databases the job may use, as names or `*` patterns (a hosting
     /// provider's bound per tenant); `None`: any the plan names that pass the host's checks.
     pub databases: Option<Vec<String>>,
+    /// The directory the data dir and every database file the job opens or writes must resolve
+    /// into, symlinks followed (a hosting provider's per-tenant root); `None`: anywhere.
+    pub confine_to: Option<PathBuf>,
 }
 
 impl Default for JobOptions {
@@ -86,6 +89,7 @@ impl Default for JobOptions {
             batch_rows: DEFAULT_BATCH_ROWS,
             parallel: DEFAULT_PARALLEL,
             databases: None,
+            confine_to: None,
         }
     }
 }
@@ -115,7 +119,16 @@ pub struct OutputOptions {
     /// Other jobs print to the same terminal (a batch): lines, never bars, and the console's
     /// settings are left alone.
     pub shares_terminal: bool,
+    /// Also give every progress event to this receiver.
+    pub progress_sink: Option<progress::ProgressSink>,
 }
+
+/// Awaited after every target verified and before the first one commits (to PostgreSQL) or is
+/// moved into place (to SQLite); an error rolls the job back instead. The hosting service
+/// records there that an attempt may have committed, and refuses the commit of an attempt whose
+/// lease another worker has taken over.
+pub type CommitGate =
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// Everything a job needs.
 pub struct JobSpec<'a> {
@@ -134,6 +147,8 @@ pub struct JobSpec<'a> {
     /// Cancels the job from outside (Ctrl-C, a service's cancel request): it stops at its next
     /// step, ends its server-side work and removes what it created.
     pub cancel: Cancel,
+    /// Awaited just before the job commits; see [`CommitGate`].
+    pub before_commit: Option<CommitGate>,
 }
 
 /// How a job ended: its exit code and its report (also written to `output.report` if given).
@@ -168,13 +183,14 @@ pub async fn run(spec: JobSpec<'_>) -> JobOutcome {
         Display::Bars if spec.output.shares_terminal => Display::Lines,
         d => d,
     };
-    let progress = match Progress::new(display, spec.output.progress_events.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            console::error(&e);
-            return JobOutcome { exit_code: EXIT_USAGE, report };
-        }
-    };
+    let progress =
+        match Progress::new(display, spec.output.progress_events.as_deref(), spec.output.progress_sink.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                console::error(&e);
+                return JobOutcome { exit_code: EXIT_USAGE, report };
+            }
+        };
     if !spec.output.shares_terminal {
         progress.attach_console();
     }
@@ -262,6 +278,9 @@ impl Job<'_> {
         self.events.progress().component_ready();
         let conventions = instance.conventions().clone();
         let data_dir = locate(self.spec.data_dir.as_ref(), &conventions)?;
+        if let Some(bound) = &self.spec.options.confine_to {
+            datadir::confined(bound, &data_dir.root).map_err(JobError::Config)?;
+        }
         self.report.data_dir = Some(data_dir.root.display().to_string());
         if let Some(did) = &data_dir.server_did {
             console::info(&format!("Server DID {did}"));
@@ -292,6 +311,7 @@ impl Job<'_> {
             limits: self.spec.limits,
             clock: &self.clock,
             conventions: &conventions,
+            before_commit: self.spec.before_commit.as_ref(),
         };
         let done = match direction {
             Direction::ToPostgres => to_postgres::run(&shared, &mut instance, &data_dir, &server).await?,

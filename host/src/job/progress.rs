@@ -118,7 +118,19 @@ struct Inner {
     display: Display,
     multi: Option<MultiProgress>,
     events_file: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
+    sink: Option<ProgressSink>,
     state: Mutex<State>,
+}
+
+/// A caller's receiver of every progress event as it happens (the hosting service streams them
+/// to its clients); it must return quickly, since it runs on the job's own threads.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<dyn Fn(&ProgressEvent<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink")
+    }
 }
 
 #[derive(Default)]
@@ -148,8 +160,9 @@ struct LiveTable {
 }
 
 impl Progress {
-    /// Progress shown as `display`, with every event also written to `events_file` if given.
-    pub fn new(display: Display, events_file: Option<&Path>) -> Result<Progress, String> {
+    /// Progress shown as `display`, with every event also written to `events_file` and given to
+    /// `sink` if given.
+    pub fn new(display: Display, events_file: Option<&Path>, sink: Option<ProgressSink>) -> Result<Progress, String> {
         let events_file = match events_file {
             Some(p) => Some(Mutex::new(std::io::BufWriter::new(
                 std::fs::File::create(p).map_err(|e| format!("cannot write {}: {e}", p.display()))?,
@@ -157,12 +170,12 @@ impl Progress {
             None => None,
         };
         let multi = (display == Display::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Ok(Progress { inner: Arc::new(Inner { display, multi, events_file, state: Mutex::default() }) })
+        Ok(Progress { inner: Arc::new(Inner { display, multi, events_file, sink, state: Mutex::default() }) })
     }
 
     /// No display, no file: only the timeline.
     pub fn silent() -> Progress {
-        Progress::new(Display::Quiet, None).expect("no file to open")
+        Progress::new(Display::Quiet, None, None).expect("no file to open")
     }
 
     pub fn display(&self) -> Display {
@@ -176,6 +189,9 @@ impl Progress {
     }
 
     fn emit(&self, event: ProgressEvent<'_>) {
+        if let Some(sink) = &self.inner.sink {
+            (sink.0)(&event);
+        }
         if let Some(file) = &self.inner.events_file
             && let Ok(line) = serde_json::to_string(&event)
         {
@@ -416,7 +432,7 @@ mod tests {
     fn timeline_records_databases_tables_and_the_first_row() {
         let dir = tempfile::tempdir().unwrap();
         let events = dir.path().join("events.jsonl");
-        let p = Progress::new(Display::Quiet, Some(&events)).unwrap();
+        let p = Progress::new(Display::Quiet, Some(&events), None).unwrap();
         p.component_ready();
         p.database_started("server_db");
         p.table_started("server_db", "users");
@@ -462,7 +478,7 @@ mod tests {
     fn rows_events_are_coalesced_and_end_with_each_tables_count() {
         let dir = tempfile::tempdir().unwrap();
         let events = dir.path().join("events.jsonl");
-        let p = Progress::new(Display::Quiet, Some(&events)).unwrap();
+        let p = Progress::new(Display::Quiet, Some(&events), None).unwrap();
         p.database_started("server_db");
         p.table_started("server_db", "users");
         let started = Instant::now();

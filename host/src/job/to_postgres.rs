@@ -61,6 +61,7 @@ pub(super) async fn run(
             )));
         }
         check_target_name(&db.postgres_database, server, shared.options.databases.as_deref())?;
+        shared.check_confined(&root.join(&db.sqlite_file))?;
     }
     let existing = server.list_databases(&mut admin).await.map_err(JobError::Config)?;
     let all = migrate_all(shared, data_dir, server, &plan, &existing).await;
@@ -69,7 +70,10 @@ pub(super) async fn run(
             drop(all.targets); // rolled back: a dry run commits nothing
             return Ok(done(root, reports, None));
         }
-        Ok(reports) => commit_all(&all.targets).await.map(|_| reports),
+        Ok(reports) => match shared.may_commit().await {
+            Ok(()) => commit_all(&all.targets).await.map(|_| reports),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match result {

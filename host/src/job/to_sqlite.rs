@@ -70,6 +70,7 @@ pub(super) async fn run(
             )));
         }
         check_target_name(&db.postgres_database, server, bound)?;
+        shared.check_confined(&root.join(&db.sqlite_file))?;
     }
     for db in &plan {
         check_not_in_use(&root.join(&db.sqlite_file), shared.options.allow_running_server)?;
@@ -113,6 +114,12 @@ pub(super) async fn run(
         return Ok(Done { databases, lock_file: None });
     }
     // Every file verified and synced: now swap them in, keeping what they replace.
+    if let Err(e) = shared.may_commit().await {
+        for b in &built {
+            remove_with_sidecars(&b.tmp);
+        }
+        return Err(e);
+    }
     let stamp = backup_stamp();
     let mut databases = Vec::new();
     for Built { planned, report, tmp, file } in built {

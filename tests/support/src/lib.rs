@@ -14,11 +14,14 @@
 //!   the tool's own checks;
 //! * [`sql`]: quoting and the one statement splitter; [`timestamp`]: the tests' time formats;
 //! * [`components`]: building the wasm test components of `tests/components`; [`hostile`]:
-//!   running one as a job's component and checking that it was contained.
+//!   running one as a job's component and checking that it was contained;
+//! * [`generate`] (with [`rng`]): a fixture copy grown by N realistic rows (the bench's data, and
+//!   the service tests' jobs that must still be running when something happens to them);
+//! * [`service`]: a throwaway NATS server, `blocklet-migrate serve` processes and an HTTP client.
 //!
 //! External programs used: the PostgreSQL server binaries (`initdb`, `pg_ctl`, `psql`, `pg_dump`)
 //! from `/usr/lib/postgresql/15/bin` or else the newest `/usr/lib/postgresql/*/bin`; the `sqlite3`
-//! shell; `runuser` and `chown` when running as root.
+//! shell; `runuser` and `chown` when running as root; `nats-server` for the service tests.
 //!
 //! Helpers panic with a message naming the file, database, table and column involved: a test that
 //! cannot read what it checks has failed. The cluster's start and queries also come as `try_`
@@ -31,11 +34,14 @@ pub mod compare;
 pub mod components;
 pub mod facts;
 pub mod fixture;
+pub mod generate;
 pub mod holder;
 pub mod hostile;
 pub mod outcome;
 pub mod paths;
+pub mod rng;
 pub mod schema;
+pub mod service;
 pub mod sql;
 pub mod sqlite;
 pub mod timestamp;
@@ -52,6 +58,7 @@ pub use hostile::*;
 pub use outcome::*;
 pub use paths::*;
 pub use schema::*;
+pub use service::*;
 pub use sql::*;
 pub use sqlite::*;
 pub use timestamp::*;

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, ensure};
 use rusqlite::{Connection, params};
 
 use crate::rng::{Rng, date_only, days_from_civil, sequelize_timestamp};
-use blocklet_migrate_test_support::{fixture_dir, try_copy_tree};
+use crate::{fixture_dir, try_copy_tree};
 
 /// Rows per SQLite transaction while generating.
 const TX_ROWS: usize = 100_000;

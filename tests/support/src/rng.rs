@@ -3,7 +3,7 @@
 //! Our own generator rather than `rand`, so that a seed gives the same data dir with any
 //! version of any crate.
 
-pub use blocklet_migrate_test_support::{civil_from_days, days_from_civil};
+pub use crate::timestamp::{civil_from_days, days_from_civil};
 
 /// SplitMix64: tiny, fast, and good enough for test data.
 pub struct Rng(u64);

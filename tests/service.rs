@@ -1,0 +1,397 @@
+//! The hosting service end to end: real `blocklet-migrate serve` processes sharing a queue on a
+//! throwaway NATS server, real HTTP, each tenant's own throwaway PostgreSQL cluster (a Blocklet
+//! component plans fixed database names, so two tenants on one server would collide).
+//!
+//! - 20 tenants through two worker processes, one tenant running the hostile `infinite-loop`;
+//! - `kill -9` of the worker holding a job mid-COPY: the other worker finishes it, every row
+//!   exactly once;
+//! - cancel mid-job: nothing left in the target;
+//! - SIGTERM: the running job goes back to the queue; a restarted worker completes it;
+//! - every refusal with its status, changing nothing.
+
+use blocklet_migrate::service::config::sha256_hex;
+use blocklet_migrate_test_support::generate::generate;
+use blocklet_migrate_test_support::*;
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Rows added to a tenant whose job must still be copying when the test acts on it.
+const BIG_ROWS: u64 = 150_000;
+
+/// The servers' password in the service's configuration.
+const SECRET: &str = "s3cret-pw-in-config";
+
+struct TenantSetup {
+    name: String,
+    token: String,
+    root: PathBuf,
+    server: String,
+    components: Vec<String>,
+    extra: String,
+}
+
+impl TenantSetup {
+    /// Tenant `name` with its own root under `roots` (empty: the test fills it), allowed `server`.
+    fn new(roots: &Path, name: &str, server: &str) -> TenantSetup {
+        let root = roots.join(name);
+        std::fs::create_dir_all(&root).expect("tenant root");
+        TenantSetup {
+            name: name.into(),
+            token: format!("bmt_test_{name}_{}", std::process::id()),
+            root,
+            server: server.into(),
+            components: vec!["bundled".into()],
+            extra: String::new(),
+        }
+    }
+
+    /// A copy of the demo fixture at `<root>/site`; its data dir.
+    fn with_demo_site(self) -> (TenantSetup, PathBuf) {
+        copy_tree(&fixture_dir(), &self.root.join("site"));
+        let dd = data_dir(&self.root.join("site"));
+        (self, dd)
+    }
+
+    /// The demo fixture plus [`BIG_ROWS`] rows at `<root>/site`; its data dir.
+    fn with_big_site(self) -> (TenantSetup, PathBuf) {
+        let g = generate(BIG_ROWS, 1, &self.root.join("site")).expect("generate the big site");
+        let dd = std::fs::canonicalize(&g.data_dir).expect("data dir");
+        (self, dd)
+    }
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a JSON string is a TOML basic string")
+}
+
+/// The service's configuration file, written into `dir`.
+fn write_config(
+    dir: &Path,
+    nats: &NatsServer,
+    head: &str,
+    servers: &[(&str, &PgCluster)],
+    components: &[&Path],
+    tenants: &[&TenantSetup],
+) -> PathBuf {
+    let mut text = format!("nats_url = {}\nlease_seconds = 3\n{head}\n", toml_str(&nats.url()));
+    for path in components {
+        let digest = sha256_hex(&std::fs::read(path).expect("component"));
+        write!(text, "\n[[component]]\npath = {}\nsha256 = \"{digest}\"\n", toml_str(path.to_str().unwrap())).unwrap();
+    }
+    for (name, pg) in servers {
+        // A password the clusters ignore (trust), which no response or log line may show.
+        let url = pg.url().replacen("postgres://postgres@", &format!("postgres://postgres:{SECRET}@"), 1);
+        assert!(url.contains(SECRET), "{url}");
+        write!(text, "\n[[server]]\nname = {}\nurl = {}\n", toml_str(name), toml_str(&url)).unwrap();
+    }
+    for t in tenants {
+        let components: Vec<String> = t.components.iter().map(|c| toml_str(c)).collect();
+        write!(
+            text,
+            "\n[[tenant]]\nname = {}\ntoken_sha256 = \"{}\"\ndata_root = {}\nservers = [{}]\ncomponents = [{}]\ntimeout_seconds = 240\n{}",
+            toml_str(&t.name),
+            sha256_hex(t.token.as_bytes()),
+            toml_str(t.root.to_str().unwrap()),
+            toml_str(&t.server),
+            components.join(", "),
+            t.extra
+        )
+        .unwrap();
+    }
+    let path = dir.join("service.toml");
+    std::fs::write(&path, text).expect("write service.toml");
+    path
+}
+
+fn to_postgres(server: &str) -> Value {
+    json!({ "direction": "to-postgres", "data_dir": "site", "server": server })
+}
+
+fn submitted(client: &Client, request: &Value) -> String {
+    let r = client.submit(request);
+    assert_eq!(r.status, 202, "submit {request}: {r:?}");
+    r.json()["id"].as_str().expect("an id").to_string()
+}
+
+/// Follow the job's events until rows are on their way to a target.
+fn wait_for_rows(client: &Client, id: &str) {
+    let events = client.follow(id, Duration::from_secs(120), |name, data| {
+        name == "rows" && data["rows"].as_u64().unwrap_or(0) > 0 || name == "job-finished"
+    });
+    let last = events.last().map(|(n, _)| n.as_str()).unwrap_or("");
+    assert_eq!(last, "rows", "the job was to be copying rows by now: {events:?}");
+}
+
+fn assert_target_is_source(name: &str, data_dir: &Path, pg: &PgCluster) {
+    assert_eq!(pg.databases(), expected_databases(), "{name}: databases");
+    let summary = compare_all(data_dir, pg);
+    assert!(!summary.is_empty(), "{name}: nothing compared");
+    assert!(data_dir.join(LOCK_REL).is_file(), "{name}: no lock file");
+}
+
+#[test]
+fn twenty_tenants_on_two_workers_one_hostile() {
+    const TENANTS: usize = 20;
+    const HOSTILE: usize = 7;
+    let started = Instant::now();
+    let hostile = test_component("infinite-loop");
+    let hostile_sha = sha256_hex(&std::fs::read(&hostile).unwrap());
+    let nats = NatsServer::start();
+    let clusters = PgCluster::start_many(TENANTS);
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let mut tenants = Vec::new();
+    let mut data_dirs = Vec::new();
+    for i in 0..TENANTS {
+        let (mut t, dd) =
+            TenantSetup::new(&work.path().join("roots"), &format!("tenant-{i:02}"), &format!("pg-{i:02}"))
+                .with_demo_site();
+        if i == HOSTILE {
+            t.components.push(hostile_sha.clone());
+            t.extra = "cpu_limit_seconds = 2\n".into();
+        }
+        tenants.push(t);
+        data_dirs.push(dd);
+    }
+    let names: Vec<String> = (0..TENANTS).map(|i| format!("pg-{i:02}")).collect();
+    let servers: Vec<(&str, &PgCluster)> = names.iter().map(String::as_str).zip(&clusters).collect();
+    let config = write_config(work.path(), &nats, "", &servers, &[&hostile], &tenants.iter().collect::<Vec<_>>());
+    let workers = [
+        ServiceProcess::start(&config, "worker-a", &["--jobs-at-once", "4"], work.path()),
+        ServiceProcess::start(&config, "worker-b", &["--jobs-at-once", "4"], work.path()),
+    ];
+    eprintln!("setup {:.1}s", started.elapsed().as_secs_f64());
+    let submitting = Instant::now();
+    let mut ids = Vec::new();
+    for (i, t) in tenants.iter().enumerate() {
+        let client = workers[i % 2].client(&t.token);
+        let mut request = to_postgres(&t.server);
+        if i == HOSTILE {
+            request["component"] = json!(hostile_sha);
+        }
+        ids.push(submitted(&client, &request));
+    }
+    let mut ran_on = std::collections::BTreeSet::new();
+    for (i, t) in tenants.iter().enumerate() {
+        let job = workers[i % 2].client(&t.token).wait_final(&ids[i], Duration::from_secs(300));
+        ran_on.insert(job["worker"].as_str().unwrap_or("").to_string());
+        eprintln!(
+            "{}: {} on {} in {} ms (submitted {}, started {}, finished {})",
+            t.name,
+            job["state"],
+            job["worker"],
+            job["report"]["duration_ms"],
+            job["submitted_at"],
+            job["started_at"],
+            job["finished_at"]
+        );
+        if i == HOSTILE {
+            assert_eq!(job["state"], "failed", "{job:#}");
+            let error = job["error"].as_str().unwrap_or("");
+            assert!(error.contains("exceeded its CPU limit: 2 s"), "{error}");
+            clusters[i].assert_all_tables_empty("the hostile tenant");
+            assert!(!data_dirs[i].join(LOCK_REL).exists());
+        } else {
+            assert_eq!(job["state"], "succeeded", "{}: {job:#}", t.name);
+            assert!(job["rows_migrated"].as_u64().unwrap_or(0) > 0, "{job:#}");
+            assert_eq!(job["report"]["postgres"], t.server.as_str(), "the report names the server, not its URL");
+            assert!(!job.to_string().contains(SECRET));
+            assert_target_is_source(&t.name, &data_dirs[i], &clusters[i]);
+        }
+    }
+    eprintln!("20 jobs in {:.1}s after submission", submitting.elapsed().as_secs_f64());
+    assert_eq!(ran_on.len(), 2, "both workers ran jobs: {ran_on:?}");
+    let cpu_limits: u64 = workers
+        .iter()
+        .map(|w| {
+            let text = w.client("").request("GET", "/metrics", None).body;
+            let line = text.lines().find(|l| l.starts_with("blocklet_migrate_sandbox_limits_hit_total{limit=\"cpu\"}"));
+            line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(cpu_limits, 1, "one CPU limit hit across the two workers");
+    for w in &workers {
+        assert!(!w.log_text().contains(SECRET), "a log shows a server's password:\n{}", w.log_text());
+    }
+}
+
+#[test]
+fn a_job_whose_worker_is_killed_mid_copy_completes_on_the_other() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site();
+    let config = write_config(work.path(), &nats, "", &[("pg", &pg)], &[], &[&tenant]);
+    let mut workers = [
+        ServiceProcess::start(&config, "worker-a", &["--jobs-at-once", "2"], work.path()),
+        ServiceProcess::start(&config, "worker-b", &["--jobs-at-once", "2"], work.path()),
+    ];
+    let id = submitted(&workers[0].client(&tenant.token), &to_postgres("pg"));
+    wait_for_rows(&workers[0].client(&tenant.token), &id);
+    let holder = workers[0].client(&tenant.token).job(&id)["worker"].as_str().unwrap().to_string();
+    let (dead, alive) = if holder == "worker-a" { (0, 1) } else { (1, 0) };
+    let killed_at = Instant::now();
+    workers[dead].kill();
+    eprintln!("killed {holder} mid-copy");
+    let job = workers[alive].client(&tenant.token).wait_final(&id, Duration::from_secs(180));
+    eprintln!("completed {:.1}s after the kill", killed_at.elapsed().as_secs_f64());
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["attempts"], 2, "{job:#}");
+    assert_eq!(job["worker"], workers[alive].name.as_str(), "{job:#}");
+    assert_target_is_source("acme", &dd, &pg);
+    let users = pg.count("server_db", "users");
+    assert_eq!(users, SqliteSnapshot::new(&dd.join("core/server.db")).count("users"));
+}
+
+#[test]
+fn cancelling_a_running_job_leaves_its_target_empty() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site();
+    let config = write_config(work.path(), &nats, "", &[("pg", &pg)], &[], &[&tenant]);
+    let worker = ServiceProcess::start(&config, "worker", &[], work.path());
+    let client = worker.client(&tenant.token);
+    let id = submitted(&client, &to_postgres("pg"));
+    wait_for_rows(&client, &id);
+    let r = client.request("POST", &format!("/v1/jobs/{id}/cancel"), None);
+    assert_eq!(r.status, 202, "{r:?}");
+    let job = client.wait_final(&id, Duration::from_secs(60));
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    assert_eq!(job["outcome"], "cancelled", "{job:#}");
+    let left: Vec<String> = pg.databases().into_iter().filter(|d| expected_databases().contains(d)).collect();
+    assert!(left.is_empty(), "the cancelled job left databases behind: {left:?}\n{job:#}\n{}", worker.log_text());
+    assert!(!dd.join(LOCK_REL).exists());
+    let again = client.request("POST", &format!("/v1/jobs/{id}/cancel"), None);
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.json()["error"]["code"], "conflict");
+}
+
+#[test]
+fn sigterm_hands_a_running_job_back_and_a_restarted_worker_completes_it() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site();
+    let config = write_config(work.path(), &nats, "drain_seconds = 1", &[("pg", &pg)], &[], &[&tenant]);
+    let api = ServiceProcess::start(&config, "api", &["--jobs-at-once", "0"], work.path());
+    let client = api.client(&tenant.token);
+    let mut worker = ServiceProcess::start(&config, "worker-1", &["--no-api"], work.path());
+    let id = submitted(&client, &to_postgres("pg"));
+    wait_for_rows(&client, &id);
+    let code = worker.terminate(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "the worker exits cleanly after draining:\n{}", worker.log_text());
+    assert!(worker.log_text().contains("handing 1 unfinished job(s) back to the queue"), "{}", worker.log_text());
+    let job = client.job(&id);
+    assert_eq!(job["state"], "queued", "{job:#}");
+    assert_eq!(job["attempts"], 0, "a handed-back attempt is not spent: {job:#}");
+    let left: Vec<String> = pg.databases().into_iter().filter(|d| expected_databases().contains(d)).collect();
+    assert!(left.is_empty(), "the handed-back attempt left databases behind: {left:?}");
+    let _restarted = ServiceProcess::start(&config, "worker-1-restarted", &["--no-api"], work.path());
+    let job = client.wait_final(&id, Duration::from_secs(180));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["worker"], "worker-1-restarted");
+    assert_target_is_source("acme", &dd, &pg);
+}
+
+#[test]
+fn refusals_have_their_status_and_change_nothing() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let roots = work.path().join("roots");
+    let (acme, _) = TenantSetup::new(&roots, "acme", "pg-acme").with_demo_site();
+    let (other, _) = TenantSetup::new(&roots, "other", "pg-other").with_demo_site();
+    let (mut limited, _) = TenantSetup::new(&roots, "limited", "pg-acme").with_demo_site();
+    copy_tree(&fixture_dir(), &limited.root.join("site2"));
+    limited.extra = "submits_per_hour = 1\n".into();
+    std::os::unix::fs::symlink(other.root.join("site"), acme.root.join("escape")).unwrap();
+    let hostile = test_component("infinite-loop");
+    let hostile_sha = sha256_hex(&std::fs::read(&hostile).unwrap());
+    let config = write_config(
+        work.path(),
+        &nats,
+        "max_body_bytes = 4096",
+        &[("pg-acme", &pg), ("pg-other", &pg)],
+        &[&hostile],
+        &[&acme, &other, &limited],
+    );
+    // An API without a worker: accepted jobs stay queued.
+    let service = ServiceProcess::start(&config, "api", &["--jobs-at-once", "0"], work.path());
+    let as_acme = service.client(&acme.token);
+    let as_other = service.client(&other.token);
+    let status = |client: &Client, method: &str, path: &str, body: Option<&str>| {
+        let r = client.request(method, path, body);
+        if r.status != 200 && r.status != 202 {
+            let e = r.json();
+            assert_eq!(e["error"]["status"], r.status, "a JSON error body: {r:?}");
+            assert!(!e["error"]["message"].as_str().unwrap_or("").is_empty(), "{r:?}");
+        }
+        r.status
+    };
+    let submit = |client: &Client, request: Value| status(client, "POST", "/v1/jobs", Some(&request.to_string()));
+    let good = to_postgres("pg-acme");
+
+    assert_eq!(submit(&service.client(""), good.clone()), 401, "no token");
+    assert_eq!(submit(&service.client("bmt_wrong"), good.clone()), 401, "a wrong token");
+    assert_eq!(status(&as_acme, "POST", "/v1/jobs", Some("{not json")), 400);
+    assert_eq!(submit(&as_acme, json!({ "direction": "sideways", "data_dir": "site", "server": "pg-acme" })), 400);
+    assert_eq!(
+        submit(&as_acme, json!({ "direction": "to-postgres", "data_dir": "site", "server": "pg-acme", "x": 1 })),
+        400
+    );
+    assert_eq!(
+        submit(&as_acme, json!({ "direction": "to-postgres", "data_dir": "missing", "server": "pg-acme" })),
+        400
+    );
+    for outside in ["../other/site", other.root.join("site").to_str().unwrap(), "escape", "site/../../other/site"] {
+        let request = json!({ "direction": "to-postgres", "data_dir": outside, "server": "pg-acme" });
+        assert_eq!(submit(&as_acme, request), 403, "data dir {outside}");
+    }
+    assert_eq!(submit(&as_acme, to_postgres("pg-other")), 403, "another tenant's server");
+    assert_eq!(submit(&as_acme, to_postgres("nope")), 403, "an unknown server");
+    for component in [hostile_sha.as_str(), &"f".repeat(64), "latest"] {
+        let mut request = good.clone();
+        request["component"] = json!(component);
+        assert_eq!(submit(&as_acme, request), 403, "component {component}");
+    }
+    let mut large = good.clone();
+    large["data_dir"] = json!("x".repeat(5000));
+    assert_eq!(submit(&as_acme, large), 413);
+    let listed = as_acme.request("GET", "/v1/jobs", None);
+    assert_eq!(listed.json().as_array().map(Vec::len), Some(0), "nothing was queued by refusals: {listed:?}");
+
+    let id = submitted(&as_acme, &good);
+    assert_eq!(submit(&as_acme, good.clone()), 409, "its data dir is in use");
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/events")] {
+        assert_eq!(status(&as_other, "GET", &path, None), 404, "another tenant's job: {path}");
+    }
+    assert_eq!(status(&as_other, "POST", &format!("/v1/jobs/{id}/cancel"), None), 404);
+    assert_eq!(status(&as_acme, "GET", &format!("/v1/jobs/{}", "0".repeat(32)), None), 404);
+    assert_eq!(status(&as_acme, "GET", "/v1/jobs/..%2F..%2Fetc", None), 404);
+    assert_eq!(as_acme.job(&id)["state"], "queued");
+
+    let as_limited = service.client(&limited.token);
+    assert_eq!(submit(&as_limited, to_postgres("pg-acme")), 202);
+    let second = json!({ "direction": "to-postgres", "data_dir": "site2", "server": "pg-acme" });
+    assert_eq!(submit(&as_limited, second), 429);
+
+    // A cancelled queued job lets its data dir go.
+    assert_eq!(status(&as_acme, "POST", &format!("/v1/jobs/{id}/cancel"), None), 202);
+    assert_eq!(as_acme.job(&id)["state"], "cancelled");
+    assert_eq!(submit(&as_acme, good.clone()), 202);
+    assert_eq!(as_acme.request("GET", "/v1/jobs", None).json().as_array().map(Vec::len), Some(2));
+    assert_eq!(as_other.request("GET", "/v1/jobs", None).json().as_array().map(Vec::len), Some(0));
+
+    let metrics = service.client("").request("GET", "/metrics", None);
+    assert!(metrics.body.contains("blocklet_migrate_requests_refused_total{status=\"401\"} 2"), "{}", metrics.body);
+    assert!(metrics.body.contains("blocklet_migrate_queue_depth{state=\"waiting\"} 3"), "{}", metrics.body);
+    assert_eq!(service.client("").request("GET", "/health", None).status, 200);
+    let served = service.client("").request("GET", "/openapi.json", None);
+    let checked_in = std::fs::read_to_string(workspace_root().join("docs/openapi.json")).unwrap();
+    assert_eq!(served.body, checked_in, "the served OpenAPI document is the checked-in one");
+    assert!(pg.databases().is_empty() || pg.databases().iter().all(|d| !expected_databases().contains(d)));
+}
