@@ -50,6 +50,10 @@ bench-against REV ROWS="200000" *ARGS: build
     git worktree remove --force target/baseline-src
     target/release/blocklet-migrate-bench run --rows {{ROWS}} --seed 1 --baseline-bin target/baseline/release/blocklet-migrate {{ARGS}}
 
+# Benchmark the hosting service against the CLI spawned per tenant: TENANTS demo-size tenants, tenants/s, peak RSS, first row (flags: `service --help`).
+bench-service TENANTS="16" *ARGS: build
+    target/release/blocklet-migrate-bench service --tenants {{TENANTS}} {{ARGS}}
+
 # Benchmark both directions on ROWS generated rows (ceiling, pgloader, rusqlite loop, warm start); exits 1 if a goal is missed (flags: `run --help`).
 bench ROWS="200000" *ARGS: build
     target/release/blocklet-migrate-bench run --rows {{ROWS}} --seed 1 {{ARGS}}

@@ -9,11 +9,8 @@
 //! - SIGTERM: the running job goes back to the queue; a restarted worker completes it;
 //! - every refusal with its status, changing nothing.
 
-use blocklet_migrate::service::config::sha256_hex;
-use blocklet_migrate_test_support::generate::generate;
 use blocklet_migrate_test_support::*;
 use serde_json::{Value, json};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -24,51 +21,8 @@ const BIG_ROWS: u64 = 150_000;
 /// The servers' password in the service's configuration.
 const SECRET: &str = "s3cret-pw-in-config";
 
-struct TenantSetup {
-    name: String,
-    token: String,
-    root: PathBuf,
-    server: String,
-    components: Vec<String>,
-    extra: String,
-}
-
-impl TenantSetup {
-    /// Tenant `name` with its own root under `roots` (empty: the test fills it), allowed `server`.
-    fn new(roots: &Path, name: &str, server: &str) -> TenantSetup {
-        let root = roots.join(name);
-        std::fs::create_dir_all(&root).expect("tenant root");
-        TenantSetup {
-            name: name.into(),
-            token: format!("bmt_test_{name}_{}", std::process::id()),
-            root,
-            server: server.into(),
-            components: vec!["bundled".into()],
-            extra: String::new(),
-        }
-    }
-
-    /// A copy of the demo fixture at `<root>/site`; its data dir.
-    fn with_demo_site(self) -> (TenantSetup, PathBuf) {
-        copy_tree(&fixture_dir(), &self.root.join("site"));
-        let dd = data_dir(&self.root.join("site"));
-        (self, dd)
-    }
-
-    /// The demo fixture plus [`BIG_ROWS`] rows at `<root>/site`; its data dir.
-    fn with_big_site(self) -> (TenantSetup, PathBuf) {
-        let g = generate(BIG_ROWS, 1, &self.root.join("site")).expect("generate the big site");
-        let dd = std::fs::canonicalize(&g.data_dir).expect("data dir");
-        (self, dd)
-    }
-}
-
-/// A TOML basic string.
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).expect("a JSON string is a TOML basic string")
-}
-
-/// The service's configuration file, written into `dir`.
+/// The service's configuration for these tests: 3 s leases, a timeout per tenant, and every
+/// server's URL carrying a password the clusters ignore (trust) and no response or log may show.
 fn write_config(
     dir: &Path,
     nats: &NatsServer,
@@ -77,34 +31,14 @@ fn write_config(
     components: &[&Path],
     tenants: &[&TenantSetup],
 ) -> PathBuf {
-    let mut text = format!("nats_url = {}\nlease_seconds = 3\n{head}\n", toml_str(&nats.url()));
-    for path in components {
-        let digest = sha256_hex(&std::fs::read(path).expect("component"));
-        write!(text, "\n[[component]]\npath = {}\nsha256 = \"{digest}\"\n", toml_str(path.to_str().unwrap())).unwrap();
-    }
-    for (name, pg) in servers {
-        // A password the clusters ignore (trust), which no response or log line may show.
-        let url = pg.url().replacen("postgres://postgres@", &format!("postgres://postgres:{SECRET}@"), 1);
-        assert!(url.contains(SECRET), "{url}");
-        write!(text, "\n[[server]]\nname = {}\nurl = {}\n", toml_str(name), toml_str(&url)).unwrap();
-    }
-    for t in tenants {
-        let components: Vec<String> = t.components.iter().map(|c| toml_str(c)).collect();
-        write!(
-            text,
-            "\n[[tenant]]\nname = {}\ntoken_sha256 = \"{}\"\ndata_root = {}\nservers = [{}]\ncomponents = [{}]\ntimeout_seconds = 240\n{}",
-            toml_str(&t.name),
-            sha256_hex(t.token.as_bytes()),
-            toml_str(t.root.to_str().unwrap()),
-            toml_str(&t.server),
-            components.join(", "),
-            t.extra
-        )
-        .unwrap();
-    }
-    let path = dir.join("service.toml");
-    std::fs::write(&path, text).expect("write service.toml");
-    path
+    let servers: Vec<(&str, String)> = servers
+        .iter()
+        .map(|(name, pg)| {
+            (*name, pg.url().replacen("postgres://postgres@", &format!("postgres://postgres:{SECRET}@"), 1))
+        })
+        .collect();
+    assert!(servers.iter().all(|(_, url)| url.contains(SECRET)));
+    write_service_config(dir, nats, &format!("lease_seconds = 3\n{head}"), &servers, components, tenants)
 }
 
 fn to_postgres(server: &str) -> Value {
@@ -223,7 +157,7 @@ fn a_job_whose_worker_is_killed_mid_copy_completes_on_the_other() {
     let nats = NatsServer::start();
     let pg = PgCluster::start();
     let work = TempDir::with_prefix("bm-service-").unwrap();
-    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site(BIG_ROWS);
     let config = write_config(work.path(), &nats, "", &[("pg", &pg)], &[], &[&tenant]);
     let mut workers = [
         ServiceProcess::start(&config, "worker-a", &["--jobs-at-once", "2"], work.path()),
@@ -251,7 +185,7 @@ fn cancelling_a_running_job_leaves_its_target_empty() {
     let nats = NatsServer::start();
     let pg = PgCluster::start();
     let work = TempDir::with_prefix("bm-service-").unwrap();
-    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site(BIG_ROWS);
     let config = write_config(work.path(), &nats, "", &[("pg", &pg)], &[], &[&tenant]);
     let worker = ServiceProcess::start(&config, "worker", &[], work.path());
     let client = worker.client(&tenant.token);
@@ -275,7 +209,7 @@ fn sigterm_hands_a_running_job_back_and_a_restarted_worker_completes_it() {
     let nats = NatsServer::start();
     let pg = PgCluster::start();
     let work = TempDir::with_prefix("bm-service-").unwrap();
-    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site(BIG_ROWS);
     let config = write_config(work.path(), &nats, "drain_seconds = 1", &[("pg", &pg)], &[], &[&tenant]);
     let api = ServiceProcess::start(&config, "api", &["--jobs-at-once", "0"], work.path());
     let client = api.client(&tenant.token);
@@ -305,7 +239,7 @@ fn refusals_have_their_status_and_change_nothing() {
     let roots = work.path().join("roots");
     let (acme, _) = TenantSetup::new(&roots, "acme", "pg-acme").with_demo_site();
     let (other, _) = TenantSetup::new(&roots, "other", "pg-other").with_demo_site();
-    let (mut limited, _) = TenantSetup::new(&roots, "limited", "pg-acme").with_demo_site();
+    let (mut limited, _) = TenantSetup::new(&roots, "limited", "pg-limited").with_demo_site();
     copy_tree(&fixture_dir(), &limited.root.join("site2"));
     limited.extra = "submits_per_hour = 1\n".into();
     std::os::unix::fs::symlink(other.root.join("site"), acme.root.join("escape")).unwrap();
@@ -315,7 +249,7 @@ fn refusals_have_their_status_and_change_nothing() {
         work.path(),
         &nats,
         "max_body_bytes = 4096",
-        &[("pg-acme", &pg), ("pg-other", &pg)],
+        &[("pg-acme", &pg), ("pg-other", &pg), ("pg-limited", &pg)],
         &[&hostile],
         &[&acme, &other, &limited],
     );
@@ -366,6 +300,8 @@ fn refusals_have_their_status_and_change_nothing() {
 
     let id = submitted(&as_acme, &good);
     assert_eq!(submit(&as_acme, good.clone()), 409, "its data dir is in use");
+    let inside = json!({ "direction": "to-sqlite", "data_dir": "site/.blocklet-server", "server": "pg-acme" });
+    assert_eq!(submit(&as_acme, inside), 409, "the same site, named by its data dir");
     for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/events")] {
         assert_eq!(status(&as_other, "GET", &path, None), 404, "another tenant's job: {path}");
     }
@@ -375,8 +311,10 @@ fn refusals_have_their_status_and_change_nothing() {
     assert_eq!(as_acme.job(&id)["state"], "queued");
 
     let as_limited = service.client(&limited.token);
-    assert_eq!(submit(&as_limited, to_postgres("pg-acme")), 202);
-    let second = json!({ "direction": "to-postgres", "data_dir": "site2", "server": "pg-acme" });
+    let first = submitted(&as_limited, &to_postgres("pg-limited"));
+    assert_eq!(status(&as_limited, "POST", &format!("/v1/jobs/{first}/cancel"), None), 202);
+    // The quota counts submissions, cancelled ones too.
+    let second = json!({ "direction": "to-postgres", "data_dir": "site2", "server": "pg-limited" });
     assert_eq!(submit(&as_limited, second), 429);
 
     // A cancelled queued job lets its data dir go.

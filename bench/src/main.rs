@@ -5,12 +5,15 @@
 //! * `run --rows N --seed S`: generate (or reuse) that data dir, start a throwaway PostgreSQL
 //!   cluster, measure the ceiling, our CLI, pgloader when installed, and print rows/s, MB/s,
 //!   the ratios and peak RSS; exit 1 when a goal is missed (see [`run`]).
+//! * `service --tenants N`: the hosting service against the CLI spawned per tenant (see
+//!   [`service`]).
 
 mod ceiling;
 mod measure;
 mod reverse;
 mod run;
 mod schema;
+mod service;
 mod wire;
 
 use std::ffi::OsString;
@@ -114,6 +117,26 @@ enum Cmd {
         #[arg(long, value_name = "BIN")]
         baseline_bin: Option<PathBuf>,
     },
+    /// The hosting service against the CLI spawned per tenant: tenants/s, the service's peak
+    /// RSS after N and 2N jobs, and submission to first row (see service.rs).
+    Service {
+        /// Demo-size tenants, each with its own throwaway cluster.
+        #[arg(long, default_value_t = 16)]
+        tenants: usize,
+        /// Jobs the service runs at once, and CLI processes at once.
+        #[arg(long, default_value_t = 4)]
+        jobs_at_once: usize,
+        /// The blocklet-migrate binary.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        #[arg(long, default_value_t = 3.0)]
+        min_ratio: f64,
+        #[arg(long, default_value_t = 50.0)]
+        max_first_row_ms: f64,
+        /// Single jobs timed for the first row, each way (creating the databases, into existing ones).
+        #[arg(long, default_value_t = 5)]
+        first_row_samples: usize,
+    },
 }
 
 fn main() {
@@ -199,6 +222,23 @@ fn main() {
                 baseline_bin,
             };
             match run::run(args) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("bench failed: {e:#}");
+                    2
+                }
+            }
+        }
+        Cmd::Service { tenants, jobs_at_once, bin, min_ratio, max_first_row_ms, first_row_samples } => {
+            let args = service::ServiceArgs {
+                tenants,
+                jobs_at_once,
+                bin: bin.unwrap_or_else(|| workspace_root().join("target/release/blocklet-migrate")),
+                min_ratio,
+                max_first_row_ms,
+                first_row_samples,
+            };
+            match service::run(args) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("bench failed: {e:#}");

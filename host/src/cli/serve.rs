@@ -42,6 +42,10 @@ pub async fn run(args: ServeArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    if args.no_api && args.jobs_at_once == Some(0) {
+        console::error("--no-api with --jobs-at-once 0 leaves this process nothing to do");
+        return EXIT_USAGE;
+    }
     let role = Role {
         listen: if args.no_api { None } else { Some(args.listen.unwrap_or_else(|| config.listen.clone())) },
         jobs_at_once: args.jobs_at_once.unwrap_or(config.jobs_at_once),

@@ -5,7 +5,7 @@
 //! token's tenant only, so another tenant's job is "not found", exactly like one that does not
 //! exist. A refused request changes nothing and gets a JSON error body with the status that
 //! says why: 400 malformed, 401 no or bad token, 403 not allowed to this tenant, 404 unknown
-//! job, 409 its data dir is in use by an unfinished job, 413 body too large, 429 over quota.
+//! job, 409 its site or server is in use by an unfinished job, 413 body too large, 429 over quota.
 
 use super::Service;
 use super::config::{BUNDLED, PathRefusal, Tenant, resolve_data_dir, sha256_hex};
@@ -131,7 +131,7 @@ fn tenant<'a>(service: &'a Service, headers: &HeaderMap) -> Result<&'a Tenant, A
         (status = 400, description = "Malformed request or unusable data dir", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "A data dir, server or component this tenant may not use", body = ErrorBody),
-        (status = 409, description = "An unfinished job uses this data dir", body = ErrorBody),
+        (status = 409, description = "An unfinished job uses this site (top directory of the data dir) or server", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 429, description = "Over the tenant's submissions per hour", body = ErrorBody),
     ))]
@@ -167,26 +167,44 @@ async fn accept(
     })?;
     let id = new_job_id().map_err(ApiError::unavailable)?;
     let key = job_key(&tenant.name, &id);
-    let target_key = format!("dir-{}", &sha256_hex(data_dir.as_os_str().as_bytes())[..40]);
+    // One unfinished job per site (the data dir's top directory under the root, so `site` and
+    // `site/.blocklet-server` are one) and per server (a Blocklet component plans the same
+    // database names for every site).
+    let top = data_dir.strip_prefix(&tenant.data_root).ok().and_then(|r| r.components().next());
+    let site = top.map_or(tenant.data_root.clone(), |top| tenant.data_root.join(top));
+    let reservations = vec![
+        format!("dir-{}", &sha256_hex(site.as_os_str().as_bytes())[..40]),
+        format!("server-{}", &sha256_hex(request.server.as_bytes())[..40]),
+    ];
     let queue = &service.queue;
-    match queue.claim_target(&target_key, &key).await.map_err(ApiError::unavailable)? {
-        Ok(()) => {}
-        Err(holder) => {
-            let mine = holder.split_once('.').is_some_and(|(t, _)| t == tenant.name);
-            let by = if mine {
-                format!("job {}", holder.split_once('.').map_or("", |(_, id)| id))
+    for (i, reservation) in reservations.iter().enumerate() {
+        if let Err(holder) = queue.claim_target(reservation, &key).await.map_err(ApiError::unavailable)? {
+            for claimed in &reservations[..i] {
+                let _ = queue.release_target(claimed, &key).await;
+            }
+            let what = if i == 0 {
+                format!("data dir {:?}", request.data_dir)
             } else {
-                "another job".into()
+                format!("server {:?}", request.server)
+            };
+            let by = match holder.split_once('.') {
+                Some((t, id)) if t == tenant.name => format!("job {id}"),
+                _ => "another job".into(),
             };
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                format!("data dir {:?} is in use by {by}, which has not finished", request.data_dir),
+                format!("{what} is in use by {by}, which has not finished"),
             ));
         }
     }
     let within_quota = queue.count_submission(&tenant.name, tenant.submits_per_hour).await;
+    let release = || async {
+        for reservation in &reservations {
+            let _ = queue.release_target(reservation, &key).await;
+        }
+    };
     if !matches!(within_quota, Ok(true)) {
-        let _ = queue.release_target(&target_key, &key).await;
+        release().await;
         return Err(match within_quota {
             Ok(_) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -214,10 +232,10 @@ async fn accept(
         error: None,
         rows_migrated: 0,
         report: None,
-        target_key: target_key.clone(),
+        reservations: reservations.clone(),
     };
     if let Err(e) = queue.submit(&record).await {
-        let _ = queue.release_target(&target_key, &key).await;
+        release().await;
         return Err(ApiError::unavailable(e));
     }
     service.metrics.submitted.fetch_add(1, Ordering::Relaxed);
@@ -294,7 +312,9 @@ async fn cancel(
             Some(Ok(changed)) => changed,
         };
         if was == JobState::Queued {
-            let _ = service.queue.release_target(&record.target_key, &key).await;
+            for reservation in &record.reservations {
+                let _ = service.queue.release_target(reservation, &key).await;
+            }
             service.metrics.job_settled(JobState::Cancelled);
             super::worker::publish_state(&service, &record.id, "job-finished", JobState::Cancelled).await;
         } else {
@@ -330,22 +350,20 @@ async fn events(
     let (record, subscription) = opened.await.map_err(|e| refuse(&service, e))?;
     let first = Event::default().event("state").data(serde_json::to_string(&record).unwrap_or_default());
     let ended = record.state.is_final();
-    let live = subscription
-        .map(|message| {
-            let payload = String::from_utf8_lossy(&message.payload).to_string();
-            let name = serde_json::from_str::<serde_json::Value>(&payload)
-                .ok()
-                .and_then(|v| v["event"].as_str().map(String::from))
-                .unwrap_or_else(|| "message".into());
-            (name, payload)
-        })
-        .scan(ended, |done, (name, payload)| {
-            if *done {
-                return std::future::ready(None);
-            }
-            *done = name == "job-finished";
-            std::future::ready(Some(Ok::<_, Infallible>(Event::default().event(name).data(payload))))
-        });
+    // The job's events until `job-finished`, then the stream ends.
+    let live = futures_util::stream::unfold((subscription, ended), |(mut subscription, done)| async move {
+        if done {
+            return None;
+        }
+        let message = subscription.next().await?;
+        let payload = String::from_utf8_lossy(&message.payload).to_string();
+        let name = serde_json::from_str::<serde_json::Value>(&payload)
+            .ok()
+            .and_then(|v| v["event"].as_str().map(String::from))
+            .unwrap_or_else(|| "message".into());
+        let done = name == "job-finished";
+        Some((Ok::<_, Infallible>(Event::default().event(name).data(payload)), (subscription, done)))
+    });
     let stream = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(first))).chain(live);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

@@ -257,6 +257,14 @@ pub enum PathRefusal {
     Unusable(String),
 }
 
+impl std::fmt::Display for PathRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathRefusal::Outside(m) | PathRefusal::Unusable(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Resolve `requested` (relative to the tenant's root, or absolute) to a directory inside the
 /// root, symlinks followed. `..` that climbs out of the root is refused before the file system
 /// is asked, so a refusal says nothing about what exists outside.

@@ -54,7 +54,7 @@ pub struct Role {
     pub worker_name: String,
 }
 
-/// Run the service until SIGTERM or Ctrl-C (then drain) and return the exit code.
+/// Run the service until SIGTERM or Ctrl-C, then drain; an error when it cannot start.
 pub async fn serve(config: ServiceConfig, role: Role) -> Result<(), String> {
     let max_memory =
         config.tenants.iter().map(|t| t.limits().memory_bytes).max().unwrap_or(crate::sandbox::DEFAULT_MEMORY_LIMIT);

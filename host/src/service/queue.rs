@@ -228,12 +228,14 @@ impl Queue {
         for i in 0..slots {
             let slot = format!("{tenant}.{i}");
             match self.slots.entry(&slot).await? {
-                Some(entry) if !entry.value.is_empty() && entry.value != key.as_bytes() => continue,
-                Some(_) => {
+                Some(entry) if entry.value == key.as_bytes() => {
                     self.slots.put(&slot, Bytes::from(key.to_string())).await?;
                     return Ok(Some(slot));
                 }
-                None => {
+                Some(entry) if !entry.value.is_empty() => continue,
+                // Free (never taken, released or expired): `create` is a compare-and-set, so
+                // of two workers racing for it one wins.
+                _ => {
                     if self.slots.create(&slot, Bytes::from(key.to_string())).await.is_ok() {
                         return Ok(Some(slot));
                     }

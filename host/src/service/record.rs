@@ -39,8 +39,9 @@ pub struct JobRequest {
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum JobState {
-    /// Waiting for a worker (also after its worker died or drained, until another takes it).
+    /// Waiting for a worker (also after a draining worker handed it back).
     Queued,
+    /// A worker runs it (or ran it and died: then another takes it once the lease runs out).
     Running,
     Succeeded,
     Failed,
@@ -94,9 +95,10 @@ pub struct JobRecord {
     /// The job's JSON report (as `--report` writes it), once it ended.
     #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
-    /// The key that keeps a second job off the same data dir while this one is unfinished.
+    /// The reservations that keep a second job off the same data dir (its top directory under
+    /// the tenant's root) and the same server while this one is unfinished.
     #[serde(default)]
-    pub target_key: String,
+    pub reservations: Vec<String>,
 }
 
 /// A new random job id: 128 bits in hex.

@@ -195,7 +195,7 @@ async fn run_attempt(
     // The file system may have changed since the job was submitted: resolve it again.
     let data_dir = match resolve_data_dir(&tenant.data_root, &record.data_dir) {
         Ok(dir) => dir,
-        Err(e) => return refused(format!("{e:?}")),
+        Err(e) => return refused(e.to_string()),
     };
     let Some(server) = service.config.server(&record.request.server) else {
         return refused(format!("no server is named {:?} any more", record.request.server));
@@ -368,7 +368,9 @@ async fn settle(
     if report.is_none() {
         service.metrics.job_settled(state);
     }
-    service.queue.release_target(&record.target_key, key).await?;
+    for reservation in &record.reservations {
+        service.queue.release_target(reservation, key).await?;
+    }
     publish_state(service, &record.id, "job-finished", state).await;
     Ok(())
 }

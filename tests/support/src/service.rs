@@ -84,10 +84,15 @@ impl ServiceProcess {
     /// Start `serve --config CONFIG --worker-name NAME EXTRA…` on a free port (no API with
     /// `--no-api` in `extra`) and wait until it listens or takes jobs.
     pub fn start(config: &Path, name: &str, extra: &[&str], log_dir: &Path) -> ServiceProcess {
+        ServiceProcess::start_binary(&crate::bin_path(), config, name, extra, log_dir)
+    }
+
+    /// [`ServiceProcess::start`] with another binary (the bench's).
+    pub fn start_binary(bin: &Path, config: &Path, name: &str, extra: &[&str], log_dir: &Path) -> ServiceProcess {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("service log");
         let api = !extra.contains(&"--no-api");
-        let child = Command::new(crate::bin_path())
+        let child = Command::new(bin)
             .args(["serve", "--config"])
             .arg(config)
             .args(if api { &["--listen", "127.0.0.1:0"][..] } else { &[] })
@@ -289,4 +294,95 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// One tenant of a service under test: its token, its own root, the server and components it
+/// may use, and any further lines of its `[[tenant]]` entry.
+pub struct TenantSetup {
+    pub name: String,
+    pub token: String,
+    pub root: PathBuf,
+    pub server: String,
+    pub components: Vec<String>,
+    pub extra: String,
+}
+
+impl TenantSetup {
+    /// Tenant `name` with its own (empty) root under `roots`, allowed `server` and the bundled component.
+    pub fn new(roots: &Path, name: &str, server: &str) -> TenantSetup {
+        let root = roots.join(name);
+        std::fs::create_dir_all(&root).expect("tenant root");
+        let root = std::fs::canonicalize(&root).expect("tenant root");
+        TenantSetup {
+            name: name.into(),
+            token: format!("bmt_test_{name}_{}", std::process::id()),
+            root,
+            server: server.into(),
+            components: vec!["bundled".into()],
+            extra: String::new(),
+        }
+    }
+
+    /// A copy of the demo fixture at `<root>/site`; its data dir.
+    pub fn with_demo_site(self) -> (TenantSetup, PathBuf) {
+        crate::copy_tree(&crate::fixture_dir(), &self.root.join("site"));
+        let dd = crate::data_dir(&self.root.join("site"));
+        (self, dd)
+    }
+
+    /// The demo fixture plus `rows` generated rows at `<root>/site`; its data dir.
+    pub fn with_big_site(self, rows: u64) -> (TenantSetup, PathBuf) {
+        let g = crate::generate::generate(rows, 1, &self.root.join("site")).expect("generate the tenant's site");
+        let dd = std::fs::canonicalize(&g.data_dir).expect("data dir");
+        (self, dd)
+    }
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("a JSON string is a TOML basic string")
+}
+
+/// sha256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Write the service's configuration into `dir`: `head` (top-level keys), the servers as
+/// (name, URL), the component files (pinned by their digest) and the tenants.
+pub fn write_service_config(
+    dir: &Path,
+    nats: &NatsServer,
+    head: &str,
+    servers: &[(&str, String)],
+    components: &[&Path],
+    tenants: &[&TenantSetup],
+) -> PathBuf {
+    use std::fmt::Write as _;
+    let mut text = format!("nats_url = {}\n{head}\n", toml_str(&nats.url()));
+    for path in components {
+        let digest = sha256_hex(&std::fs::read(path).expect("component"));
+        write!(text, "\n[[component]]\npath = {}\nsha256 = \"{digest}\"\n", toml_str(path.to_str().unwrap())).unwrap();
+    }
+    for (name, url) in servers {
+        write!(text, "\n[[server]]\nname = {}\nurl = {}\n", toml_str(name), toml_str(url)).unwrap();
+    }
+    for t in tenants {
+        let components: Vec<String> = t.components.iter().map(|c| toml_str(c)).collect();
+        write!(
+            text,
+            "\n[[tenant]]\nname = {}\ntoken_sha256 = \"{}\"\ndata_root = {}\nservers = [{}]\ncomponents = [{}]\n{}",
+            toml_str(&t.name),
+            sha256_hex(t.token.as_bytes()),
+            toml_str(t.root.to_str().unwrap()),
+            toml_str(&t.server),
+            components.join(", "),
+            t.extra
+        )
+        .unwrap();
+    }
+    let path = dir.join("service.toml");
+    std::fs::write(&path, text).expect("write service.toml");
+    path
 }
