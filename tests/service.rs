@@ -137,6 +137,16 @@ fn twenty_tenants_on_two_workers_one_hostile() {
         }
     }
     eprintln!("20 jobs in {:.1}s after submission", submitting.elapsed().as_secs_f64());
+    // The way back through the service: tenant-00's PostgreSQL into its data dir again.
+    let client = workers[0].client(&tenants[0].token);
+    let back = json!({ "direction": "to-sqlite", "data_dir": "site", "server": tenants[0].server });
+    let job = client.wait_final(&submitted(&client, &back), Duration::from_secs(120));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["report"]["direction"], "postgres-to-sqlite");
+    for (file, kind, _) in sqlite_targets(&data_dirs[0]) {
+        compare_sqlite_files(&pristine_fixture_file(&data_dirs[0], &file), &file, kind);
+    }
+    assert!(!data_dirs[0].join(LOCK_REL).exists(), "the way back removes the lock file");
     assert_eq!(ran_on.len(), 2, "both workers ran jobs: {ran_on:?}");
     let cpu_limits: u64 = workers
         .iter()
@@ -178,6 +188,77 @@ fn a_job_whose_worker_is_killed_mid_copy_completes_on_the_other() {
     assert_target_is_source("acme", &dd, &pg);
     let users = pg.count("server_db", "users");
     assert_eq!(users, SqliteSnapshot::new(&dd.join("core/server.db")).count("users"));
+}
+
+#[test]
+fn a_frozen_worker_loses_its_job_and_cannot_undo_the_work_of_the_one_that_took_it() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site(BIG_ROWS);
+    let config = write_config(work.path(), &nats, "", &[("pg", &pg)], &[], &[&tenant]);
+    let workers = [
+        ServiceProcess::start(&config, "worker-a", &["--jobs-at-once", "2"], work.path()),
+        ServiceProcess::start(&config, "worker-b", &["--jobs-at-once", "2"], work.path()),
+    ];
+    let id = submitted(&workers[0].client(&tenant.token), &to_postgres("pg"));
+    wait_for_rows(&workers[0].client(&tenant.token), &id);
+    let holder = workers[0].client(&tenant.token).job(&id)["worker"].as_str().unwrap().to_string();
+    let (frozen, alive) = if holder == "worker-a" { (0, 1) } else { (1, 0) };
+    // Frozen mid-COPY, its transactions and source files open: its lease runs out and the other
+    // worker takes the job; it ends the frozen attempt's sessions (which hold the tables it is
+    // about to create), finds the source still open by that process and waits for it.
+    workers[frozen].signal(libc::SIGSTOP);
+    let client = workers[alive].client(&tenant.token);
+    let started = Instant::now();
+    while !workers[alive].log_text().contains("a source file is still open elsewhere; trying again later") {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", workers[alive].log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Woken, the old attempt finds its sessions gone and its lease taken: it may neither drop
+    // the databases it created nor settle the job; it lets the files go and the job runs on.
+    workers[frozen].signal(libc::SIGCONT);
+    let job = client.wait_final(&id, Duration::from_secs(180));
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["attempts"], 2, "{job:#}");
+    assert_eq!(job["worker"], workers[alive].name.as_str(), "{job:#}");
+    let started = Instant::now();
+    while !workers[frozen].log_text().contains("another worker took this job over") {
+        assert!(started.elapsed() < Duration::from_secs(60), "{}", workers[frozen].log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = client.job(&id);
+    assert_eq!(
+        (&after["state"], &after["attempts"], &after["worker"]),
+        (&job["state"], &job["attempts"], &job["worker"])
+    );
+    assert_target_is_source("acme", &dd, &pg);
+}
+
+#[test]
+fn a_database_file_that_leads_outside_the_tenant_s_root_is_refused() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let roots = work.path().join("roots");
+    let (acme, acme_dd) = TenantSetup::new(&roots, "acme", "pg").with_demo_site();
+    let (_other, other_dd) = TenantSetup::new(&roots, "other", "pg-other").with_demo_site();
+    // acme's server.db is a link to the other tenant's: the data dir itself is inside acme's root.
+    let server_db = acme_dd.join("core/server.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", server_db.display()));
+    }
+    std::os::unix::fs::symlink(other_dd.join("core/server.db"), &server_db).unwrap();
+    let before = hash_tree(&other_dd);
+    let config = write_config(work.path(), &nats, "", &[("pg", &pg)], &[], &[&acme]);
+    let worker = ServiceProcess::start(&config, "worker", &[], work.path());
+    let client = worker.client(&acme.token);
+    let job = client.wait_final(&submitted(&client, &to_postgres("pg")), Duration::from_secs(60));
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let error = job["error"].as_str().unwrap_or("");
+    assert!(error.contains("outside") && error.contains("server.db"), "{error}");
+    assert!(pg.databases().iter().all(|d| !expected_databases().contains(d)), "{:?}", pg.databases());
+    assert_same_tree(&before, &hash_tree(&other_dd), "the other tenant's data dir");
 }
 
 #[test]

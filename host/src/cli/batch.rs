@@ -209,7 +209,7 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>, trust: &Tr
                             ..Default::default()
                         },
                         cancel: cancel.clone(),
-                        before_commit: None,
+                        gate: None,
                     };
                     crate::job::run(spec).await.exit_code
                 }

@@ -19,6 +19,8 @@ pub async fn run(args: MigrateArgs) -> u8 {
             parallel: args.parallel,
             databases: None,
             confine_to: None,
+            session_tag: None,
+            end_sessions_of: Vec::new(),
         },
         component: match args.component {
             Some(path) => match args.trust.policy() {
@@ -45,7 +47,7 @@ pub async fn run(args: MigrateArgs) -> u8 {
             progress_sink: None,
         },
         cancel: Cancel::default(),
-        before_commit: None,
+        gate: None,
     };
     cancel_on_signals(spec.cancel.clone());
     job::run(spec).await.exit_code

@@ -26,15 +26,31 @@ pub(super) struct Shared<'a> {
     pub limits: Limits,
     pub clock: &'a JobClock,
     pub conventions: &'a Conventions,
-    pub before_commit: Option<&'a super::CommitGate>,
+    pub gate: Option<&'a super::StepGate>,
 }
 
 impl Shared<'_> {
-    /// The caller's last word before anything commits ([`super::CommitGate`]).
+    /// The caller's last word before anything commits ([`super::StepGate`]).
     pub async fn may_commit(&self) -> Result<(), JobError> {
-        match self.before_commit {
-            Some(gate) => gate().await.map_err(|e| JobError::Failed(format!("not committed: {e}"))),
+        match self.gate {
+            Some(gate) => {
+                gate(super::Irreversible::Commit).await.map_err(|e| JobError::Failed(format!("not committed: {e}")))
+            }
             None => Ok(()),
+        }
+    }
+
+    /// Whether the databases this job created may be dropped after a failure; printed when not.
+    pub async fn may_remove_created(&self, created: &[String]) -> bool {
+        let Some(gate) = self.gate else { return true };
+        match gate(super::Irreversible::RemoveCreated).await {
+            Ok(()) => true,
+            Err(e) => {
+                if !created.is_empty() {
+                    console::warn(&format!("not removing {}: {e}", created.join(", ")));
+                }
+                false
+            }
         }
     }
 

@@ -17,7 +17,7 @@ pub(super) fn check_not_in_use(path: &Path, allow: bool) -> Result<(), JobError>
         console::warn(&format!("{message}; going ahead because of --allow-running-server"));
         Ok(())
     } else {
-        Err(JobError::Config(format!("{message}, or pass --allow-running-server")))
+        Err(JobError::InUse(format!("{message}, or pass --allow-running-server")))
     }
 }
 

@@ -77,6 +77,13 @@ pub struct JobOptions {
     /// The directory the data dir and every database file the job opens or writes must resolve
     /// into, symlinks followed (a hosting provider's per-tenant root); `None`: anywhere.
     pub confine_to: Option<PathBuf>,
+    /// The `application_name` of the job's PostgreSQL sessions; `None`: one of its own. A caller
+    /// that runs a job again names each attempt, so that the next can end what an earlier one
+    /// left running ([`JobOptions::end_sessions_of`]).
+    pub session_tag: Option<String>,
+    /// Sessions to end on the server before the job starts: those of earlier attempts of this
+    /// job, which may hold locks on the very tables it is about to create.
+    pub end_sessions_of: Vec<String>,
 }
 
 impl Default for JobOptions {
@@ -90,6 +97,8 @@ impl Default for JobOptions {
             parallel: DEFAULT_PARALLEL,
             databases: None,
             confine_to: None,
+            session_tag: None,
+            end_sessions_of: Vec::new(),
         }
     }
 }
@@ -123,12 +132,24 @@ pub struct OutputOptions {
     pub progress_sink: Option<progress::ProgressSink>,
 }
 
-/// Awaited after every target verified and before the first one commits (to PostgreSQL) or is
-/// moved into place (to SQLite); an error rolls the job back instead. The hosting service
-/// records there that an attempt may have committed, and refuses the commit of an attempt whose
-/// lease another worker has taken over.
-pub type CommitGate =
-    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+/// A step a job cannot take back, which a caller may veto ([`StepGate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Irreversible {
+    /// After every target verified, before the first commits (to PostgreSQL) or is moved into
+    /// place (to SQLite). Refused: the job rolls back instead.
+    Commit,
+    /// After a failure, before the databases the job created are dropped. Refused: they stay.
+    RemoveCreated,
+}
+
+/// Awaited before each [`Irreversible`] step; an error refuses it. The hosting service records
+/// there that an attempt may have committed, and refuses both steps to an attempt whose lease
+/// another worker has taken over (its databases are that worker's now).
+pub type StepGate = Box<
+    dyn Fn(Irreversible) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Everything a job needs.
 pub struct JobSpec<'a> {
@@ -147,14 +168,17 @@ pub struct JobSpec<'a> {
     /// Cancels the job from outside (Ctrl-C, a service's cancel request): it stops at its next
     /// step, ends its server-side work and removes what it created.
     pub cancel: Cancel,
-    /// Awaited just before the job commits; see [`CommitGate`].
-    pub before_commit: Option<CommitGate>,
+    /// Awaited before each step the job cannot take back; see [`StepGate`].
+    pub gate: Option<StepGate>,
 }
 
 /// How a job ended: its exit code and its report (also written to `output.report` if given).
 pub struct JobOutcome {
     pub exit_code: u8,
     pub report: RunReport,
+    /// The job stopped before changing anything because another process had a database file
+    /// open; it may be tried again once that process lets go.
+    pub source_in_use: bool,
 }
 
 /// What a successful job did.
@@ -188,7 +212,7 @@ pub async fn run(spec: JobSpec<'_>) -> JobOutcome {
             Ok(p) => p,
             Err(e) => {
                 console::error(&e);
-                return JobOutcome { exit_code: EXIT_USAGE, report };
+                return JobOutcome { exit_code: EXIT_USAGE, report, source_in_use: false };
             }
         };
     if !spec.output.shares_terminal {
@@ -235,7 +259,8 @@ pub async fn run(spec: JobSpec<'_>) -> JobOutcome {
             code = EXIT_FAILED;
         }
     }
-    JobOutcome { exit_code: code, report }
+    let source_in_use = matches!(outcome, Err(JobError::InUse(_)));
+    JobOutcome { exit_code: code, report, source_in_use }
 }
 
 /// A job being run: its spec, its events, and the report it fills as it learns things.
@@ -294,12 +319,23 @@ impl Job<'_> {
             ));
         }
         let limits = &self.spec.limits;
-        let server = PgServer::parse(url).map_err(JobError::Config)?.with_session_bounds(
+        let mut server = PgServer::parse(url).map_err(JobError::Config)?.with_session_bounds(
             std::time::Duration::from_secs(limits.timeout_seconds),
             std::time::Duration::from_secs(limits.stall_seconds),
         );
-        self.report.postgres = Some(server.display.clone());
         let options = &self.spec.options;
+        if let Some(tag) = &options.session_tag {
+            server = server.with_session_tag(tag);
+        }
+        if !options.end_sessions_of.is_empty() {
+            let mut admin = server.connect_admin().await.map_err(JobError::Config)?;
+            let ended =
+                server.end_sessions_tagged(&mut admin, &options.end_sessions_of).await.map_err(JobError::Config)?;
+            if ended > 0 {
+                console::info(&format!("Ended {ended} session(s) an earlier attempt of this job left on PostgreSQL"));
+            }
+        }
+        self.report.postgres = Some(server.display.clone());
         if options.dry_run {
             console::info("Dry run: everything is read, converted and checked; nothing is written");
         }
@@ -311,7 +347,7 @@ impl Job<'_> {
             limits: self.spec.limits,
             clock: &self.clock,
             conventions: &conventions,
-            before_commit: self.spec.before_commit.as_ref(),
+            gate: self.spec.gate.as_ref(),
         };
         let done = match direction {
             Direction::ToPostgres => to_postgres::run(&shared, &mut instance, &data_dir, &server).await?,

@@ -30,6 +30,10 @@ pub const EXIT_CANCELLED: u8 = 130;
 pub enum JobError {
     #[error("{0}")]
     Config(String),
+    /// Another process has a database file open (a running server): a usage error to the user,
+    /// and to a caller that reruns jobs a reason to try again later.
+    #[error("{0}")]
+    InUse(String),
     #[error("{message}")]
     Rejected { message: String, rejected_rows: u64 },
     #[error("{0}")]
@@ -66,7 +70,7 @@ impl JobError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            JobError::Config(_) => EXIT_USAGE,
+            JobError::Config(_) | JobError::InUse(_) => EXIT_USAGE,
             JobError::Rejected { .. } => EXIT_REJECTED,
             JobError::Verification(_) => EXIT_VERIFICATION,
             JobError::Failed(_) => EXIT_FAILED,
@@ -77,7 +81,7 @@ impl JobError {
     /// The report's `outcome` for a job that failed this way.
     pub fn outcome(&self) -> &'static str {
         match self {
-            JobError::Config(_) => "usage-error",
+            JobError::Config(_) | JobError::InUse(_) => "usage-error",
             JobError::Rejected { .. } => "rejected",
             JobError::Verification(_) => "verification-failed",
             JobError::Failed(_) => "failed",

@@ -89,7 +89,8 @@ pub(super) async fn run(
             // component still holds (an open COPY after a trap) goes first.
             instance.release_all();
             drop(all.targets);
-            clean_up(server, &mut admin, &all.created).await;
+            let created = if shared.may_remove_created(&all.created).await { &all.created[..] } else { &[] };
+            clean_up(server, &mut admin, created).await;
             Err(e)
         }
     }

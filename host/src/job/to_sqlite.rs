@@ -92,8 +92,12 @@ pub(super) async fn run(
             // Every file that did build goes too; so does any temporary file a build left, and
             // any statement the component left running on a source.
             instance.release_all();
-            for db in &plan {
-                remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
+            // The temporary names are the same for every run of this data dir: a run that
+            // another attempt of the job has taken over leaves them to that attempt.
+            if shared.may_remove_created(&[]).await {
+                for db in &plan {
+                    remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
+                }
             }
             if let Ok(mut admin) = super::databases::admin(server).await {
                 clean_up(server, &mut admin, &[]).await;
@@ -115,8 +119,10 @@ pub(super) async fn run(
     }
     // Every file verified and synced: now swap them in, keeping what they replace.
     if let Err(e) = shared.may_commit().await {
-        for b in &built {
-            remove_with_sidecars(&b.tmp);
+        if shared.may_remove_created(&[]).await {
+            for b in &built {
+                remove_with_sidecars(&b.tmp);
+            }
         }
         return Err(e);
     }

@@ -18,7 +18,7 @@ use super::Service;
 use super::config::{Tenant, resolve_data_dir};
 use super::record::{JobDirection, JobRecord, JobState};
 use crate::job::progress::ProgressSink;
-use crate::job::{ComponentChoice, JobOptions, JobSpec, OutputOptions, console, outcome};
+use crate::job::{ComponentChoice, Irreversible, JobOptions, JobSpec, OutputOptions, console, outcome};
 use crate::sandbox::{Cancel, Direction};
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
@@ -87,6 +87,9 @@ async fn take(service: &Service, message: jetstream::Message, handback: &Cancel)
         Ok(Taken::Later(delay)) => {
             let _ = message.ack_with(AckKind::Nak(delay)).await;
         }
+        Ok(Taken::Superseded) => {
+            console::warn(&format!("job {key}: another worker took this job over; this attempt's outcome is dropped"));
+        }
         Err(e) => {
             // The queue itself failed (NATS unreachable): the lease runs out and the job is
             // taken again.
@@ -100,6 +103,13 @@ enum Taken {
     Settled,
     /// Not now (the tenant's slots are taken, or this worker is draining): again after the delay.
     Later(Option<Duration>),
+    /// Another attempt has taken the job over since this delivery: its worker owns the message
+    /// now, so this one is left alone.
+    Superseded,
+}
+
+fn settled(done: bool) -> anyhow::Result<Taken> {
+    Ok(if done { Taken::Settled } else { Taken::Superseded })
 }
 
 async fn attempt(
@@ -114,17 +124,16 @@ async fn attempt(
         return Ok(Taken::Settled);
     }
     let Some(tenant) = service.config.tenant(&record.tenant) else {
-        settle(service, key, &record, JobState::Failed, None, Some("the job's tenant is no longer configured")).await?;
-        return Ok(Taken::Settled);
+        let why = "the job's tenant is no longer configured";
+        return settled(settle(service, key, &record, JobState::Failed, None, Some(why)).await?);
     };
     if record.cancel_requested {
-        settle(service, key, &record, JobState::Cancelled, None, Some("cancelled before it started")).await?;
-        return Ok(Taken::Settled);
+        let why = "cancelled before it started";
+        return settled(settle(service, key, &record, JobState::Cancelled, None, Some(why)).await?);
     }
     if record.attempts >= service.config.max_attempts {
         let why = format!("its worker was lost {} time(s); no attempts are left", record.attempts);
-        settle(service, key, &record, JobState::Failed, None, Some(&why)).await?;
-        return Ok(Taken::Settled);
+        return settled(settle(service, key, &record, JobState::Failed, None, Some(&why)).await?);
     }
     let Some(slot) = queue.take_slot(&tenant.name, tenant.jobs_at_once, key).await? else {
         return Ok(Taken::Later(Some(Duration::from_millis(500))));
@@ -156,28 +165,38 @@ async fn attempt(
     service.metrics.running.fetch_sub(1, Ordering::Relaxed);
     queue.release_slot(&slot, key).await?;
     match ran {
-        Attempt::HandedBack => {
-            queue
+        Attempt::HandedBack(delay) => {
+            let handed_back = queue
                 .update(key, |r| {
+                    if r.attempts != my_attempt || r.worker != record.worker {
+                        return Err("superseded".to_string());
+                    }
                     r.state = JobState::Queued;
                     r.attempts = r.attempts.saturating_sub(1);
                     r.worker = None;
                     Ok(())
                 })
                 .await?;
+            if !matches!(handed_back, Some(Ok(_))) {
+                return Ok(Taken::Superseded);
+            }
             publish_state(service, &record.id, "job-handed-back", JobState::Queued).await;
-            Ok(Taken::Later(None))
+            Ok(Taken::Later(delay))
         }
         Attempt::Ended { state, report, error } => {
-            settle(service, key, &record, state, report, error.as_deref()).await?;
-            Ok(Taken::Settled)
+            settled(settle(service, key, &record, state, report, error.as_deref()).await?)
         }
     }
 }
 
 enum Attempt {
-    HandedBack,
-    Ended { state: JobState, report: Option<serde_json::Value>, error: Option<String> },
+    /// Back to the queue without spending an attempt, to be taken again after the delay.
+    HandedBack(Option<Duration>),
+    Ended {
+        state: JobState,
+        report: Option<serde_json::Value>,
+        error: Option<String>,
+    },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -233,7 +252,7 @@ async fn run_attempt(
     }));
     let gate = {
         let (queue_key, worker, shared_queue) = (key.to_string(), service.worker_name.clone(), service.queue.clone());
-        let gate: crate::job::CommitGate = Box::new(move || {
+        let gate: crate::job::StepGate = Box::new(move |step| {
             let (key, worker, queue) = (queue_key.clone(), worker.clone(), shared_queue.clone());
             Box::pin(async move {
                 let marked = queue
@@ -241,10 +260,12 @@ async fn run_attempt(
                         if r.attempts != my_attempt || r.worker.as_deref() != Some(worker.as_str()) {
                             return Err("another worker has taken this job over".to_string());
                         }
-                        if r.cancel_requested {
-                            return Err("the job was cancelled".to_string());
+                        if step == Irreversible::Commit {
+                            if r.cancel_requested {
+                                return Err("the job was cancelled".to_string());
+                            }
+                            r.may_have_committed = true;
                         }
-                        r.may_have_committed = true;
                         Ok(())
                     })
                     .await
@@ -269,6 +290,8 @@ async fn run_attempt(
         parallel: 1,
         databases: tenant.databases.clone(),
         confine_to: Some(tenant.data_root.clone()),
+        session_tag: Some(session_tag(&record.id, my_attempt)),
+        end_sessions_of: (1..my_attempt).map(|earlier| session_tag(&record.id, earlier)).collect(),
         ..JobOptions::default()
     };
     let (runtime, url, limits, job_cancel) = (runtime.clone(), server.url.clone(), tenant.limits(), cancel.clone());
@@ -297,7 +320,7 @@ async fn run_attempt(
                 ..Default::default()
             },
             cancel: job_cancel,
-            before_commit: Some(gate),
+            gate: Some(gate),
         };
         on_runtime.block_on(console::JOB_NAME.scope(label, crate::job::run(spec)))
     });
@@ -326,7 +349,13 @@ async fn run_attempt(
     let _ = cancel_requests.unsubscribe().await;
     let _ = forward.await;
     if handed_back && outcome.exit_code == outcome::EXIT_CANCELLED {
-        return Attempt::HandedBack;
+        return Attempt::HandedBack(None);
+    }
+    if outcome.source_in_use && my_attempt > 1 {
+        // Most likely the earlier attempt's worker, stalled rather than dead, still has the
+        // files open: try again after a lease, without spending an attempt.
+        console::info(&format!("job {}: a source file is still open elsewhere; trying again later", record.id));
+        return Attempt::HandedBack(Some(Duration::from_secs(service.config.lease_seconds)));
     }
     let state = match outcome.exit_code {
         outcome::EXIT_SUCCESS | outcome::EXIT_SKIPPED_ROWS => JobState::Succeeded,
@@ -340,7 +369,14 @@ async fn run_attempt(
     Attempt::Ended { state, error: report.error.clone(), report: serde_json::to_value(&report).ok() }
 }
 
-/// Give a job its final state, release its data dir, and tell whoever streams it.
+/// The `application_name` of attempt `attempt` of job `id`'s PostgreSQL sessions.
+fn session_tag(id: &str, attempt: u32) -> String {
+    format!("blocklet-migrate job {id}/{attempt}")
+}
+
+/// Give a job its final state, release its reservations, and tell whoever streams it; false
+/// (and nothing changed) when the record moved on since `record` was read: another attempt
+/// has taken the job over, or it already ended.
 async fn settle(
     service: &Service,
     key: &str,
@@ -348,13 +384,16 @@ async fn settle(
     state: JobState,
     report: Option<serde_json::Value>,
     error: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let rows = report.as_ref().map_or(0, rows_in);
     let outcome_label = report.as_ref().and_then(|r| r["outcome"].as_str().map(String::from));
     let exit_code = report.as_ref().and_then(|r| r["exit_code"].as_u64()).map(|c| c as u8);
-    service
+    let settled = service
         .queue
         .update(key, |r| {
+            if r.attempts != record.attempts || r.worker != record.worker || r.state.is_final() {
+                return Err("superseded".to_string());
+            }
             r.state = state;
             r.finished_at = Some(crate::job::report::now());
             r.error = error.map(String::from);
@@ -365,6 +404,9 @@ async fn settle(
             Ok(())
         })
         .await?;
+    if !matches!(settled, Some(Ok(_))) {
+        return Ok(false);
+    }
     if report.is_none() {
         service.metrics.job_settled(state);
     }
@@ -372,7 +414,7 @@ async fn settle(
         service.queue.release_target(reservation, key).await?;
     }
     publish_state(service, &record.id, "job-finished", state).await;
-    Ok(())
+    Ok(true)
 }
 
 /// Rows the host counted in the targets, from a report.

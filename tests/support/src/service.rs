@@ -125,6 +125,14 @@ impl ServiceProcess {
         self.child.as_ref().map_or(0, |c| c.id())
     }
 
+    /// Send `signal` (SIGSTOP freezes it, SIGCONT resumes it).
+    pub fn signal(&self, signal: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill has no memory preconditions; the pid is our own child's.
+            unsafe { libc::kill(c.id() as i32, signal) };
+        }
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

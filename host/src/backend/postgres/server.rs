@@ -110,14 +110,27 @@ impl PgServer {
         self
     }
 
+    /// Give the job's sessions this `application_name` instead of one of their own (a caller
+    /// that names each attempt of a job; at most 63 bytes reach the server).
+    pub fn with_session_tag(mut self, tag: &str) -> PgServer {
+        self.session_tag = tag.to_string();
+        self.options = self.options.application_name(tag);
+        self
+    }
+
     /// End every other session of this job (cancelling what it runs, rolling back its
     /// transaction), from `conn`; how many there were.
     pub async fn end_sessions(&self, conn: &mut PgConnection) -> Result<u64, String> {
+        self.end_sessions_tagged(conn, std::slice::from_ref(&self.session_tag)).await
+    }
+
+    /// End every session, but `conn`'s, whose `application_name` is one of `tags`.
+    pub async fn end_sessions_tagged(&self, conn: &mut PgConnection, tags: &[String]) -> Result<u64, String> {
         let ended: i64 = sqlx::query_scalar(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+             WHERE application_name = ANY($1) AND pid <> pg_backend_pid()",
         )
-        .bind(&self.session_tag)
+        .bind(tags)
         .fetch_one(&mut *conn)
         .await
         .map_err(|e| self.explain(e))?;
