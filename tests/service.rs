@@ -236,6 +236,35 @@ fn a_frozen_worker_loses_its_job_and_cannot_undo_the_work_of_the_one_that_took_i
 }
 
 #[test]
+fn a_tenant_runs_no_more_jobs_at_once_than_its_limit_whatever_the_workers_could_take() {
+    let nats = NatsServer::start();
+    let clusters = PgCluster::start_many(2);
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let (mut acme, first_dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg-1").with_demo_site();
+    copy_tree(&fixture_dir(), &acme.root.join("site2"));
+    acme.more_servers = vec!["pg-2".into()];
+    let config = write_config(work.path(), &nats, "", &[("pg-1", &clusters[0]), ("pg-2", &clusters[1])], &[], &[&acme]);
+    // Room for four jobs at once; the tenant's limit is one (the default).
+    let workers = [
+        ServiceProcess::start(&config, "worker-a", &["--jobs-at-once", "2"], work.path()),
+        ServiceProcess::start(&config, "worker-b", &["--jobs-at-once", "2"], work.path()),
+    ];
+    let client = workers[0].client(&acme.token);
+    let second = json!({ "direction": "to-postgres", "data_dir": "site2", "server": "pg-2" });
+    let ids = [submitted(&client, &to_postgres("pg-1")), submitted(&client, &second)];
+    let jobs: Vec<Value> = ids.iter().map(|id| client.wait_final(id, Duration::from_secs(120))).collect();
+    for job in &jobs {
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+    }
+    let span =
+        |j: &Value| (j["started_at"].as_str().unwrap().to_string(), j["finished_at"].as_str().unwrap().to_string());
+    let (a, b) = (span(&jobs[0]), span(&jobs[1]));
+    assert!(a.1 <= b.0 || b.1 <= a.0, "the two jobs ran at the same time: {a:?} {b:?}");
+    assert_target_is_source("acme site", &first_dd, &clusters[0]);
+    assert_target_is_source("acme site2", &data_dir(&acme.root.join("site2")), &clusters[1]);
+}
+
+#[test]
 fn a_database_file_that_leads_outside_the_tenant_s_root_is_refused() {
     let nats = NatsServer::start();
     let pg = PgCluster::start();

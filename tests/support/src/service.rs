@@ -311,6 +311,8 @@ pub struct TenantSetup {
     pub token: String,
     pub root: PathBuf,
     pub server: String,
+    /// Further servers it may use.
+    pub more_servers: Vec<String>,
     pub components: Vec<String>,
     pub extra: String,
 }
@@ -326,6 +328,7 @@ impl TenantSetup {
             token: format!("bmt_test_{name}_{}", std::process::id()),
             root,
             server: server.into(),
+            more_servers: Vec::new(),
             components: vec!["bundled".into()],
             extra: String::new(),
         }
@@ -378,13 +381,14 @@ pub fn write_service_config(
     }
     for t in tenants {
         let components: Vec<String> = t.components.iter().map(|c| toml_str(c)).collect();
+        let servers: Vec<String> = [&t.server].into_iter().chain(&t.more_servers).map(|s| toml_str(s)).collect();
         write!(
             text,
             "\n[[tenant]]\nname = {}\ntoken_sha256 = \"{}\"\ndata_root = {}\nservers = [{}]\ncomponents = [{}]\n{}",
             toml_str(&t.name),
             sha256_hex(t.token.as_bytes()),
             toml_str(t.root.to_str().unwrap()),
-            toml_str(&t.server),
+            servers.join(", "),
             components.join(", "),
             t.extra
         )
