@@ -2,11 +2,15 @@
 //! throwaway NATS server, real HTTP, each tenant's own throwaway PostgreSQL cluster (a Blocklet
 //! component plans fixed database names, so two tenants on one server would collide).
 //!
-//! - 20 tenants through two worker processes, one tenant running the hostile `infinite-loop`;
+//! - 20 tenants through two worker processes, one tenant running the hostile `infinite-loop`, and
+//!   one of them back to SQLite;
 //! - `kill -9` of the worker holding a job mid-COPY: the other worker finishes it, every row
 //!   exactly once;
 //! - cancel mid-job: nothing left in the target;
-//! - SIGTERM: the running job goes back to the queue; a restarted worker completes it;
+//! - SIGTERM: a running job finishes within the grace period, or goes back to the queue and a
+//!   restarted worker completes it;
+//! - a frozen worker cannot undo the attempt that took its job over; a tenant's jobs_at_once holds
+//!   across workers; a database file linked out of the tenant's root is refused;
 //! - every refusal with its status, changing nothing.
 
 use blocklet_migrate_test_support::*;
@@ -338,6 +342,28 @@ fn sigterm_hands_a_running_job_back_and_a_restarted_worker_completes_it() {
     let job = client.wait_final(&id, Duration::from_secs(180));
     assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["worker"], "worker-1-restarted");
+    assert_target_is_source("acme", &dd, &pg);
+}
+
+#[test]
+fn sigterm_lets_a_running_job_finish_within_the_grace_period() {
+    let nats = NatsServer::start();
+    let pg = PgCluster::start();
+    let work = TempDir::with_prefix("bm-service-").unwrap();
+    let (tenant, dd) = TenantSetup::new(&work.path().join("roots"), "acme", "pg").with_big_site(BIG_ROWS);
+    let config = write_config(work.path(), &nats, "drain_seconds = 60", &[("pg", &pg)], &[], &[&tenant]);
+    let api = ServiceProcess::start(&config, "api", &["--jobs-at-once", "0"], work.path());
+    let client = api.client(&tenant.token);
+    let mut worker = ServiceProcess::start(&config, "worker", &["--no-api"], work.path());
+    let id = submitted(&client, &to_postgres("pg"));
+    let events =
+        client.follow(&id, Duration::from_secs(60), |name, _| name == "component-ready" || name == "job-finished");
+    assert_eq!(events.last().map(|(n, _)| n.as_str()), Some("component-ready"), "{events:?}");
+    let code = worker.terminate(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{}", worker.log_text());
+    assert!(worker.log_text().contains("draining: 1 running job(s) may finish within 60 s"), "{}", worker.log_text());
+    let job = client.job(&id);
+    assert_eq!((job["state"].as_str(), job["attempts"].as_u64()), (Some("succeeded"), Some(1)), "{job:#}");
     assert_target_is_source("acme", &dd, &pg);
 }
 
