@@ -3,13 +3,15 @@
 //! process's one pooled engine.
 //!
 //! A job is run only while its worker holds the lease (renewed every third of it) and one of
-//! its tenant's running slots. The record's attempt number is the fencing token: just before a
-//! job commits, the worker checks that the record still names its attempt and marks that this
-//! attempt may commit; a worker that lost its lease to another finds a newer attempt there and
-//! rolls back. The attempt after one that may have committed runs with `force`, which replaces
-//! the plan's tables instead of refusing them (a target the first attempt admitted holds nothing
-//! but those), so a job run twice never doubles a row and never leaves a target half-filled:
-//! an attempt that died before its commit left only rolled-back transactions behind.
+//! its tenant's running slots. The record's attempt number is the fencing token: before a job
+//! commits, before a failed attempt drops what it created, and when it records the job's end,
+//! the worker checks that the record still names its attempt; a worker that lost its lease to
+//! another finds a newer attempt there and leaves all of that to it. Each attempt's sessions
+//! carry its own name, and the next attempt ends the earlier ones' first. The attempt after one
+//! that may have committed runs with `force`, which replaces the plan's tables instead of
+//! refusing them (a target the first attempt admitted holds nothing but those), so a job run
+//! twice never doubles a row and never leaves a target half-filled: an attempt that died before
+//! its commit left only rolled-back transactions behind.
 //!
 //! On SIGTERM the worker stops taking jobs, lets running ones finish for `drain_seconds`, then
 //! cancels the rest (each removes what it created) and hands them back to the queue.
