@@ -220,14 +220,14 @@ fn a_frozen_worker_loses_its_job_and_cannot_undo_the_work_of_the_one_that_took_i
         std::thread::sleep(Duration::from_millis(200));
     }
     // Woken, the old attempt finds its sessions gone and its lease taken: it may neither drop
-    // the databases it created nor settle the job; it lets the files go and the job runs on.
+    // the databases it created nor settle the job; it lets the files go and the job runs on, as
+    // attempt 2 on whichever worker takes it next (the woken one is a healthy worker again).
     workers[frozen].signal(libc::SIGCONT);
     let job = client.wait_final(&id, Duration::from_secs(180));
     assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["attempts"], 2, "{job:#}");
-    assert_eq!(job["worker"], workers[alive].name.as_str(), "{job:#}");
     let started = Instant::now();
-    while !workers[frozen].log_text().contains("another worker took this job over") {
+    while !workers[frozen].log_text().contains("a later attempt took this job over") {
         assert!(started.elapsed() < Duration::from_secs(60), "{}", workers[frozen].log_text());
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -90,7 +90,7 @@ async fn take(service: &Service, message: jetstream::Message, handback: &Cancel)
             let _ = message.ack_with(AckKind::Nak(delay)).await;
         }
         Ok(Taken::Superseded) => {
-            console::warn(&format!("job {key}: another worker took this job over; this attempt's outcome is dropped"));
+            console::warn(&format!("job {key}: a later attempt took this job over; this attempt's outcome is dropped"));
         }
         Err(e) => {
             // The queue itself failed (NATS unreachable): the lease runs out and the job is
@@ -260,7 +260,7 @@ async fn run_attempt(
                 let marked = queue
                     .update(&key, |r| {
                         if r.attempts != my_attempt || r.worker.as_deref() != Some(worker.as_str()) {
-                            return Err("another worker has taken this job over".to_string());
+                            return Err("a later attempt has taken this job over".to_string());
                         }
                         if step == Irreversible::Commit {
                             if r.cancel_requested {
