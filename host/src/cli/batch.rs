@@ -165,7 +165,10 @@ pub async fn run(file: &Path, parallel: usize, report: Option<&Path>, trust: &Tr
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
     // Ctrl-C or SIGTERM cancels every job: each removes what it created.
     let cancel = Cancel::default();
-    super::migrate::cancel_on_signals(cancel.clone());
+    crate::job::signals::cancel_on_signals(
+        cancel.clone(),
+        "cancelling: ending the job's work and removing what it created (again to quit at once)",
+    );
     let mut tasks = Vec::new();
     for job in spec.jobs.clone() {
         let (runtimes, permits, cancel) = (runtimes.clone(), permits.clone(), cancel.clone());

@@ -1,7 +1,7 @@
 //! `blocklet-migrate --dialect …`: the flags as a job spec, run by the job API.
 
 use super::{Dialect, MigrateArgs};
-use crate::job::{self, ComponentChoice, JobOptions, JobSpec, OutputOptions, console};
+use crate::job::{self, ComponentChoice, JobOptions, JobSpec, OutputOptions, console, signals};
 use crate::sandbox::{Cancel, Limits};
 
 /// Run the migration the flags describe; its exit code.
@@ -49,29 +49,10 @@ pub async fn run(args: MigrateArgs) -> u8 {
         cancel: Cancel::default(),
         gate: None,
     };
-    cancel_on_signals(spec.cancel.clone());
+    // The job then ends its server-side work, removes what it created and exits with 130.
+    signals::cancel_on_signals(
+        spec.cancel.clone(),
+        "cancelling: ending the job's work and removing what it created (again to quit at once)",
+    );
     job::run(spec).await.exit_code
-}
-
-/// The first Ctrl-C or SIGTERM cancels the job, which then ends its server-side work, removes
-/// what it created and exits with code 130; a second one exits at once.
-pub fn cancel_on_signals(cancel: Cancel) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
-            return;
-        };
-        for round in 0..2 {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            if round == 0 {
-                console::warn("cancelling: ending the job's work and removing what it created (again to quit at once)");
-                cancel.cancel();
-            }
-        }
-        std::process::exit(crate::job::outcome::EXIT_CANCELLED.into());
-    });
 }

@@ -20,6 +20,7 @@
 //! | `datadir.rs`, `in_use.rs` | finding the data dir; files a running server holds |
 //! | `outcome.rs` | errors, exit codes, the report's outcome |
 //! | `console.rs`, `events.rs`, `progress.rs`, `report.rs` | what the user sees and keeps |
+//! | `signals.rs` | Ctrl-C and SIGTERM: cancel, then quit |
 
 pub mod console;
 mod databases;
@@ -32,6 +33,7 @@ pub mod outcome;
 pub mod progress;
 pub mod report;
 mod schedule;
+pub mod signals;
 mod swap;
 mod to_postgres;
 mod to_sqlite;

@@ -25,7 +25,7 @@ pub mod record;
 pub mod worker;
 
 use crate::job::console;
-use crate::sandbox::{BUNDLED_COMPONENT, Runtime, pooled_engine};
+use crate::sandbox::{BUNDLED_COMPONENT, Cancel, Runtime, pooled_engine};
 use config::ServiceConfig;
 use metrics::Metrics;
 use queue::Queue;
@@ -91,8 +91,8 @@ pub async fn serve(config: ServiceConfig, role: Role) -> Result<(), String> {
         worker_name: role.worker_name.clone(),
         metrics: Metrics::default(),
     });
-    let (drain, draining) = tokio::sync::watch::channel(false);
-    on_signals(drain);
+    let draining = Cancel::default();
+    crate::job::signals::cancel_on_signals(draining.clone(), "draining: no new jobs are taken (again to stop at once)");
     let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
     let api = match &role.listen {
         Some(listen) => {
@@ -120,8 +120,7 @@ pub async fn serve(config: ServiceConfig, role: Role) -> Result<(), String> {
     if role.jobs_at_once > 0 {
         worker::run(service.clone(), role.jobs_at_once, draining.clone()).await;
     } else {
-        let mut draining = draining.clone();
-        let _ = draining.wait_for(|d| *d).await;
+        draining.cancelled().await;
     }
     // The API stays up while jobs drain, so clients see them finish or go back to the queue.
     let _ = stop_api.send(true);
@@ -131,28 +130,6 @@ pub async fn serve(config: ServiceConfig, role: Role) -> Result<(), String> {
     let _ = service.queue.client.flush().await;
     console::info("stopped");
     Ok(())
-}
-
-/// The first SIGTERM or Ctrl-C drains; a second one exits at once.
-fn on_signals(drain: tokio::sync::watch::Sender<bool>) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
-            return;
-        };
-        for round in 0..2 {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            if round == 0 {
-                console::warn("draining: no new jobs are taken (again to stop at once)");
-                let _ = drain.send(true);
-            }
-        }
-        std::process::exit(crate::job::outcome::EXIT_CANCELLED.into());
-    });
 }
 
 /// A default worker name: host name and process id.

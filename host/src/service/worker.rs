@@ -27,24 +27,24 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
-/// Take and run jobs until `draining` turns true, then drain.
-pub async fn run(service: Arc<Service>, jobs_at_once: usize, mut draining: watch::Receiver<bool>) {
+/// Take and run jobs until `draining` is set, then drain.
+pub async fn run(service: Arc<Service>, jobs_at_once: usize, draining: Cancel) {
     let permits = Arc::new(Semaphore::new(jobs_at_once.max(1)));
     let handback = Cancel::default();
     let mut running = tokio::task::JoinSet::new();
     loop {
-        if *draining.borrow() {
+        if draining.is_cancelled() {
             break;
         }
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("never closed"),
-            _ = draining.changed() => break,
+            _ = draining.cancelled() => break,
         };
         let next = tokio::select! {
             m = service.queue.next(Duration::from_secs(1)) => m,
-            _ = draining.changed() => break,
+            _ = draining.cancelled() => break,
         };
         match next {
             Ok(Some(message)) => {
