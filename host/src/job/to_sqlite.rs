@@ -92,13 +92,7 @@ pub(super) async fn run(
             // Every file that did build goes too; so does any temporary file a build left, and
             // any statement the component left running on a source.
             instance.release_all();
-            // The temporary names are the same for every run of this data dir: a run that
-            // another attempt of the job has taken over leaves them to that attempt.
-            if shared.may_remove_created(&[]).await {
-                for db in &plan {
-                    remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
-                }
-            }
+            remove_temporary_files(shared, root, &plan).await;
             if let Ok(mut admin) = super::databases::admin(server).await {
                 clean_up(server, &mut admin, &[]).await;
             }
@@ -119,11 +113,7 @@ pub(super) async fn run(
     }
     // Every file verified and synced: now swap them in, keeping what they replace.
     if let Err(e) = shared.may_commit().await {
-        if shared.may_remove_created(&[]).await {
-            for b in &built {
-                remove_with_sidecars(&b.tmp);
-            }
-        }
+        remove_temporary_files(shared, root, &plan).await;
         return Err(e);
     }
     let stamp = backup_stamp();
@@ -142,6 +132,16 @@ pub(super) async fn run(
         None
     };
     Ok(Done { databases, lock_file })
+}
+
+/// Remove every planned file's temporary file. The temporary names are the same for every run
+/// of this data dir: a run that another attempt of the job has taken over leaves them to it.
+async fn remove_temporary_files(shared: &Shared<'_>, root: &std::path::Path, plan: &[PlannedDatabase]) {
+    if shared.may_remove_created(&[]).await {
+        for db in plan {
+            remove_with_sidecars(&temporary_path(&root.join(&db.sqlite_file)));
+        }
+    }
 }
 
 /// Build one file under its temporary name (in memory for a dry run); on failure nothing of it
