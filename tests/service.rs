@@ -436,6 +436,11 @@ fn refusals_have_their_status_and_change_nothing() {
 
     let id = submitted(&as_acme, &good);
     assert_eq!(submit(&as_acme, good.clone()), 409, "its data dir is in use");
+    let busy = as_acme.submit(&good);
+    assert!(
+        busy.json()["error"]["message"].as_str().unwrap_or("").contains(&format!("in use by job {id}")),
+        "{busy:?}"
+    );
     let inside = json!({ "direction": "to-sqlite", "data_dir": "site/.blocklet-server", "server": "pg-acme" });
     assert_eq!(submit(&as_acme, inside), 409, "the same site, named by its data dir");
     for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/events")] {

@@ -89,6 +89,11 @@ impl RunReport {
         }
     }
 
+    /// Rows in the targets, as the host counted them.
+    pub fn target_rows(&self) -> u64 {
+        self.databases.iter().flat_map(|d| d.tables.iter().map(|t| t.target_rows)).sum()
+    }
+
     /// Write the report; a failure to write is reported, never fatal to the run's own outcome.
     pub fn write(&self, path: &std::path::Path) -> Result<(), String> {
         let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;

@@ -12,8 +12,9 @@ use super::config::{BUNDLED, PathRefusal, Tenant, resolve_data_dir, sha256_hex};
 use super::queue::job_key;
 use super::record::{JobRecord, JobRequest, JobState, is_job_id, new_job_id};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,7 +39,18 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(service.clone(), count_refusals))
         .with_state(service)
+}
+
+/// Counts every refusal (a status of 400 or more) on its way out, whichever handler, extractor
+/// or fallback made it.
+async fn count_refusals(State(service): State<Arc<Service>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        service.metrics.refused(response.status().as_u16());
+    }
+    response
 }
 
 /// The body of every refusal.
@@ -103,12 +115,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Counts a refusal on its way out.
-fn refuse(service: &Service, e: ApiError) -> ApiError {
-    service.metrics.refused(e.status.as_u16());
-    e
-}
-
 /// The tenant the request's bearer token belongs to.
 fn tenant<'a>(service: &'a Service, headers: &HeaderMap) -> Result<&'a Tenant, ApiError> {
     let token = headers
@@ -140,15 +146,7 @@ async fn submit(
     headers: HeaderMap,
     body: Result<Json<JobRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobRecord>), ApiError> {
-    accept(&service, &headers, body).await.map(|r| (StatusCode::ACCEPTED, Json(r))).map_err(|e| refuse(&service, e))
-}
-
-async fn accept(
-    service: &Service,
-    headers: &HeaderMap,
-    body: Result<Json<JobRequest>, JsonRejection>,
-) -> Result<JobRecord, ApiError> {
-    let tenant = tenant(service, headers)?;
+    let tenant = tenant(&service, &headers)?;
     let Json(request) = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"),
         _ => ApiError::bad_request(e.body_text()),
@@ -178,10 +176,8 @@ async fn accept(
     ];
     let queue = &service.queue;
     for (i, reservation) in reservations.iter().enumerate() {
-        if let Err(holder) = queue.claim_target(reservation, &key).await.map_err(ApiError::unavailable)? {
-            for claimed in &reservations[..i] {
-                let _ = queue.release_target(claimed, &key).await;
-            }
+        if let Err(holder) = queue.reserve(reservation, &key).await.map_err(ApiError::unavailable)? {
+            let _ = queue.release(&reservations[..i], &key).await;
             let what = if i == 0 {
                 format!("data dir {:?}", request.data_dir)
             } else {
@@ -198,13 +194,8 @@ async fn accept(
         }
     }
     let within_quota = queue.count_submission(&tenant.name, tenant.submits_per_hour).await;
-    let release = || async {
-        for reservation in &reservations {
-            let _ = queue.release_target(reservation, &key).await;
-        }
-    };
     if !matches!(within_quota, Ok(true)) {
-        release().await;
+        let _ = queue.release(&reservations, &key).await;
         return Err(match within_quota {
             Ok(_) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -235,11 +226,11 @@ async fn accept(
         reservations: reservations.clone(),
     };
     if let Err(e) = queue.submit(&record).await {
-        release().await;
+        let _ = queue.release(&reservations, &key).await;
         return Err(ApiError::unavailable(e));
     }
     service.metrics.submitted.fetch_add(1, Ordering::Relaxed);
-    Ok(record)
+    Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
 /// The tenant's job `id`.
@@ -263,18 +254,15 @@ async fn job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<JobRecord>, ApiError> {
-    find(&service, &headers, &id).await.map(|(_, r)| Json(r)).map_err(|e| refuse(&service, e))
+    find(&service, &headers, &id).await.map(|(_, r)| Json(r))
 }
 
 /// The tenant's jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", security(("token" = [])),
     responses((status = 200, body = Vec<JobRecord>), (status = 401, body = ErrorBody)))]
 async fn list(State(service): State<Arc<Service>>, headers: HeaderMap) -> Result<Json<Vec<JobRecord>>, ApiError> {
-    let listed = async {
-        let tenant = tenant(&service, &headers)?;
-        service.queue.list(&tenant.name).await.map_err(ApiError::unavailable)
-    };
-    listed.await.map(Json).map_err(|e| refuse(&service, e))
+    let tenant = tenant(&service, &headers)?;
+    service.queue.list(&tenant.name).await.map(Json).map_err(ApiError::unavailable)
 }
 
 /// Cancel a job: a queued one ends at once; a running one stops at its next step, ends its
@@ -287,43 +275,38 @@ async fn cancel(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobRecord>), ApiError> {
-    let cancelled = async {
-        let (key, _) = find(&service, &headers, &id).await?;
-        let changed = service
-            .queue
-            .update(&key, |r| {
-                if r.state.is_final() {
-                    return Err(format!("the job has already ended ({})", r.state.label()));
-                }
-                let was = r.state;
-                if was == JobState::Queued {
-                    r.state = JobState::Cancelled;
-                    r.outcome = Some("cancelled".into());
-                    r.finished_at = Some(crate::job::report::now());
-                }
-                r.cancel_requested = true;
-                Ok(was)
-            })
-            .await
-            .map_err(ApiError::unavailable)?;
-        let (record, was) = match changed {
-            None => return Err(ApiError::not_found()),
-            Some(Err(ended)) => return Err(ApiError::new(StatusCode::CONFLICT, ended)),
-            Some(Ok(changed)) => changed,
-        };
-        if was == JobState::Queued {
-            for reservation in &record.reservations {
-                let _ = service.queue.release_target(reservation, &key).await;
+    let (key, _) = find(&service, &headers, &id).await?;
+    let changed = service
+        .queue
+        .update(&key, |r| {
+            if r.state.is_final() {
+                return Err(format!("the job has already ended ({})", r.state.label()));
             }
-            service.metrics.job_settled(JobState::Cancelled);
-            super::worker::publish_state(&service, &record.id, "job-finished", JobState::Cancelled).await;
-        } else {
-            let _ = service.queue.client.publish(service.queue.cancel_subject(&record.id), "cancel".into()).await;
-            let _ = service.queue.client.flush().await;
-        }
-        Ok(record)
+            let was = r.state;
+            if was == JobState::Queued {
+                r.state = JobState::Cancelled;
+                r.outcome = Some("cancelled".into());
+                r.finished_at = Some(crate::job::report::now());
+            }
+            r.cancel_requested = true;
+            Ok(was)
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    let (record, was) = match changed {
+        None => return Err(ApiError::not_found()),
+        Some(Err(ended)) => return Err(ApiError::new(StatusCode::CONFLICT, ended)),
+        Some(Ok(changed)) => changed,
     };
-    cancelled.await.map(|r| (StatusCode::ACCEPTED, Json(r))).map_err(|e| refuse(&service, e))
+    if was == JobState::Queued {
+        let _ = service.queue.release(&record.reservations, &key).await;
+        service.metrics.job_settled(JobState::Cancelled);
+        super::worker::publish_state(&service, &record.id, "job-finished", JobState::Cancelled).await;
+    } else {
+        let _ = service.queue.client.publish(service.queue.cancel_subject(&record.id), "cancel".into()).await;
+        let _ = service.queue.client.flush().await;
+    }
+    Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
 /// Server-sent events: first `state` (the job record), then the job's progress events as the
@@ -338,16 +321,12 @@ async fn events(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let opened = async {
-        let (key, _) = find(&service, &headers, &id).await?;
-        // Subscribe first, then read the record: an end between the two is not missed.
-        let subscription =
-            service.queue.client.subscribe(service.queue.progress_subject(&id)).await.map_err(ApiError::unavailable)?;
-        let (record, _) =
-            service.queue.record(&key).await.map_err(ApiError::unavailable)?.ok_or_else(ApiError::not_found)?;
-        Ok((record, subscription))
-    };
-    let (record, subscription) = opened.await.map_err(|e| refuse(&service, e))?;
+    let (key, _) = find(&service, &headers, &id).await?;
+    // Subscribe first, then read the record: an end between the two is not missed.
+    let subscription =
+        service.queue.client.subscribe(service.queue.progress_subject(&id)).await.map_err(ApiError::unavailable)?;
+    let (record, _) =
+        service.queue.record(&key).await.map_err(ApiError::unavailable)?.ok_or_else(ApiError::not_found)?;
     let first = Event::default().event("state").data(serde_json::to_string(&record).unwrap_or_default());
     let ended = record.state.is_final();
     // The job's events until `job-finished`, then the stream ends.
@@ -398,8 +377,8 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
-async fn unknown_route(State(service): State<Arc<Service>>) -> ApiError {
-    refuse(&service, ApiError::new(StatusCode::NOT_FOUND, "no such route; the API is listed at /openapi.json"))
+async fn unknown_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such route; the API is listed at /openapi.json")
 }
 
 /// The API's OpenAPI document, generated from the handlers and types above.

@@ -28,8 +28,7 @@ impl Metrics {
     pub fn job_ended(&self, state: JobState, report: &RunReport) {
         self.job_settled(state);
         if state == JobState::Succeeded {
-            let rows: u64 = report.databases.iter().flat_map(|d| d.tables.iter().map(|t| t.target_rows)).sum();
-            self.rows.fetch_add(rows, Ordering::Relaxed);
+            self.rows.fetch_add(report.target_rows(), Ordering::Relaxed);
         }
         if state == JobState::Failed {
             *self.failures.lock().unwrap().entry(report.outcome.clone()).or_default() += 1;

@@ -167,8 +167,8 @@ impl Queue {
         Ok(records)
     }
 
-    /// Reserve `target` for job `key`. `Err(holder)`: an unfinished job holds it.
-    pub async fn claim_target(&self, target: &str, key: &str) -> Result<Result<(), String>> {
+    /// Reserve `target` for job `key`. `Err(holder)`: the key of the unfinished job that holds it.
+    pub async fn reserve(&self, target: &str, key: &str) -> Result<Result<(), String>> {
         for _ in 0..10 {
             match self.targets.create(target, Bytes::from(key.to_string())).await {
                 Ok(_) => return Ok(Ok(())),
@@ -179,7 +179,7 @@ impl Queue {
             let holder = String::from_utf8_lossy(&entry.value).to_string();
             // A holder that ended without letting go (its process died in between) holds nothing.
             match self.record(&holder).await? {
-                Some((record, _)) if !record.state.is_final() => return Ok(Err(record.id)),
+                Some((record, _)) if !record.state.is_final() => return Ok(Err(holder)),
                 _ => {
                     if self.targets.update(target, Bytes::from(key.to_string()), entry.revision).await.is_ok() {
                         return Ok(Ok(()));
@@ -190,11 +190,14 @@ impl Queue {
         Err(anyhow!("the data dir's reservation kept changing"))
     }
 
-    pub async fn release_target(&self, target: &str, key: &str) -> Result<()> {
-        if let Some(entry) = self.targets.entry(target).await?
-            && entry.value == key.as_bytes()
-        {
-            let _ = self.targets.delete_expect_revision(target, Some(entry.revision)).await;
+    /// Let go of those of `reservations` that job `key` holds.
+    pub async fn release(&self, reservations: &[String], key: &str) -> Result<()> {
+        for target in reservations {
+            if let Some(entry) = self.targets.entry(target).await?
+                && entry.value == key.as_bytes()
+            {
+                let _ = self.targets.delete_expect_revision(target, Some(entry.revision)).await;
+            }
         }
         Ok(())
     }

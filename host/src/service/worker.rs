@@ -17,9 +17,10 @@
 //! cancels the rest (each removes what it created) and hands them back to the queue.
 
 use super::Service;
-use super::config::{Tenant, resolve_data_dir};
+use super::config::Tenant;
 use super::record::{JobDirection, JobRecord, JobState};
 use crate::job::progress::ProgressSink;
+use crate::job::report::RunReport;
 use crate::job::{ComponentChoice, Irreversible, JobOptions, JobSpec, OutputOptions, console, outcome};
 use crate::sandbox::{Cancel, Direction};
 use async_nats::jetstream::{self, AckKind};
@@ -186,7 +187,8 @@ async fn attempt(
             Ok(Taken::Later(delay))
         }
         Attempt::Ended { state, report, error } => {
-            settled(settle(service, key, &record, state, report, error.as_deref()).await?)
+            let error = report.as_ref().map_or(error, |r| r.error.clone());
+            settled(settle(service, key, &record, state, report.as_deref(), error.as_deref()).await?)
         }
     }
 }
@@ -196,7 +198,8 @@ enum Attempt {
     HandedBack(Option<Duration>),
     Ended {
         state: JobState,
-        report: Option<serde_json::Value>,
+        /// The job's report, when the job ran; else why it could not.
+        report: Option<Box<RunReport>>,
         error: Option<String>,
     },
 }
@@ -213,11 +216,9 @@ async fn run_attempt(
     handback: &Cancel,
 ) -> Attempt {
     let refused = |e: String| Attempt::Ended { state: JobState::Failed, report: None, error: Some(e) };
-    // The file system may have changed since the job was submitted: resolve it again.
-    let data_dir = match resolve_data_dir(&tenant.data_root, &record.data_dir) {
-        Ok(dir) => dir,
-        Err(e) => return refused(e.to_string()),
-    };
+    // Resolved at submission; the job checks it (and every file it opens) against the
+    // tenant's root again, as the file system is now (`confine_to`).
+    let data_dir = std::path::PathBuf::from(&record.data_dir);
     let Some(server) = service.config.server(&record.request.server) else {
         return refused(format!("no server is named {:?} any more", record.request.server));
     };
@@ -367,8 +368,7 @@ async fn run_attempt(
     let mut report = outcome.report;
     // The report names the server as the tenant knows it: its URL is the provider's secret.
     report.postgres = Some(server.name.clone());
-    service.metrics.job_ended(state, &report);
-    Attempt::Ended { state, error: report.error.clone(), report: serde_json::to_value(&report).ok() }
+    Attempt::Ended { state, report: Some(Box::new(report)), error: None }
 }
 
 /// The `application_name` of attempt `attempt` of job `id`'s PostgreSQL sessions.
@@ -384,12 +384,10 @@ async fn settle(
     key: &str,
     record: &JobRecord,
     state: JobState,
-    report: Option<serde_json::Value>,
+    report: Option<&RunReport>,
     error: Option<&str>,
 ) -> anyhow::Result<bool> {
-    let rows = report.as_ref().map_or(0, rows_in);
-    let outcome_label = report.as_ref().and_then(|r| r["outcome"].as_str().map(String::from));
-    let exit_code = report.as_ref().and_then(|r| r["exit_code"].as_u64()).map(|c| c as u8);
+    let json = report.and_then(|r| serde_json::to_value(r).ok());
     let settled = service
         .queue
         .update(key, |r| {
@@ -399,37 +397,26 @@ async fn settle(
             r.state = state;
             r.finished_at = Some(crate::job::report::now());
             r.error = error.map(String::from);
-            r.report = report.clone();
-            r.rows_migrated = if state == JobState::Succeeded { rows } else { 0 };
-            r.outcome = outcome_label.clone().or_else(|| Some(state.label().into()));
-            r.exit_code = exit_code;
+            r.report = json.clone();
+            r.rows_migrated = match report {
+                Some(report) if state == JobState::Succeeded => report.target_rows(),
+                _ => 0,
+            };
+            r.outcome = Some(report.map_or(state.label(), |r| r.outcome.as_str()).to_string());
+            r.exit_code = report.map(|r| r.exit_code);
             Ok(())
         })
         .await?;
     if !matches!(settled, Some(Ok(_))) {
         return Ok(false);
     }
-    if report.is_none() {
-        service.metrics.job_settled(state);
+    match report {
+        Some(report) => service.metrics.job_ended(state, report),
+        None => service.metrics.job_settled(state),
     }
-    for reservation in &record.reservations {
-        service.queue.release_target(reservation, key).await?;
-    }
+    service.queue.release(&record.reservations, key).await?;
     publish_state(service, &record.id, "job-finished", state).await;
     Ok(true)
-}
-
-/// Rows the host counted in the targets, from a report.
-fn rows_in(report: &serde_json::Value) -> u64 {
-    report["databases"]
-        .as_array()
-        .map(|dbs| {
-            dbs.iter()
-                .flat_map(|d| d["tables"].as_array().into_iter().flatten())
-                .filter_map(|t| t["target_rows"].as_u64())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// A state change as an event on the job's progress subject.
