@@ -97,10 +97,15 @@ fn with_own_cpu<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Duration)> {
 
 /// CPU time (user + sys) this bench process has used so far.
 fn own_cpu() -> Duration {
+    rusage_cpu(libc::RUSAGE_SELF)
+}
+
+/// CPU time of this process (`RUSAGE_SELF`) or of its reaped children (`RUSAGE_CHILDREN`).
+pub fn rusage_cpu(who: libc::c_int) -> Duration {
     // SAFETY: getrusage writes into the zeroed struct we pass.
     let usage = unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        libc::getrusage(who, &mut u);
         u
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);

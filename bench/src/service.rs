@@ -43,26 +43,12 @@ fn reset(t: &Tenant) -> Result<()> {
 
 /// CPU time of this process's reaped children (the CLI runs).
 fn children_cpu() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we pass.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    crate::run::rusage_cpu(libc::RUSAGE_CHILDREN)
 }
 
-/// CPU time process `pid` has used so far.
+/// CPU time the service process has used so far.
 fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<u64> = after.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let ticks = fields.get(10).copied().unwrap_or(0) + fields.get(11).copied().unwrap_or(0);
-    Duration::from_micros(ticks * 1_000_000 / hz)
+    process_cpu_time(pid).unwrap_or_default()
 }
 
 /// CPU time every tenant's PostgreSQL has used so far.

@@ -52,10 +52,20 @@ impl PgCluster {
             // A child that exits meanwhile is counted in the postmaster's reaped time next time.
             ticks += proc_ticks(child, false).unwrap_or(0);
         }
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+        Ok(from_ticks(ticks))
     }
+}
+
+/// CPU time process `pid` has used so far (itself, not its reaped children).
+pub fn process_cpu_time(pid: u32) -> Result<Duration> {
+    Ok(from_ticks(proc_ticks(pid, false)?))
+}
+
+/// Clock ticks as time.
+fn from_ticks(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 /// utime + stime of `pid` from `/proc/PID/stat`, plus its reaped children's with `reaped`.

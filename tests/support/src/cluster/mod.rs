@@ -13,7 +13,7 @@ mod cpu;
 mod inspect;
 mod storage;
 
-pub use cpu::pin_current_thread;
+pub use cpu::{pin_current_thread, process_cpu_time};
 pub use inspect::{next_sequence_value, target_state};
 pub use storage::{default_parent, describe_storage};
 
